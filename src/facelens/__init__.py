@@ -1,0 +1,81 @@
+"""facelens: offline face analysis — detection, age, gender, ethnicity and 40 facial attributes.
+
+Typical use::
+
+    import facelens
+    result = facelens.analyze("photo.jpg")
+    for face in result.faces:
+        print(face.box, face.age, face.gender)
+
+Importing this package loads no model; :class:`FaceAnalyzer` loads its detector and heads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import DatasetError, FaceLensError, ImageTooLarge, ModelError, UnreadableImage, UnsupportedInput
+from .types import Age, Box, Detection, Face, ImageResult, Label, Landmarks
+
+if TYPE_CHECKING:
+    from .io import ImageSource
+    from .pipeline import AnalyzerConfig, FaceAnalyzer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Age",
+    "AnalyzerConfig",
+    "Box",
+    "DatasetError",
+    "Detection",
+    "Face",
+    "FaceAnalyzer",
+    "FaceLensError",
+    "ImageResult",
+    "ImageTooLarge",
+    "Label",
+    "Landmarks",
+    "ModelError",
+    "UnreadableImage",
+    "UnsupportedInput",
+    "analyze",
+    "load_image",
+]
+
+_default: FaceAnalyzer | None = None
+
+
+def analyze(image: ImageSource, **settings: Any) -> ImageResult:
+    """Analyse one image with the default settings (or the given :class:`AnalyzerConfig` fields).
+
+    Args:
+        image: A path, bytes, file object, numpy RGB array or PIL image.
+        **settings: Fields of :class:`AnalyzerConfig`; when given, a new analyzer is built for this call.
+
+    Returns:
+        The :class:`ImageResult` with one :class:`Face` per detected face.
+
+    Raises:
+        FaceLensError: If the image cannot be read.
+    """
+    global _default
+    from .pipeline import FaceAnalyzer
+
+    if settings:
+        return FaceAnalyzer(**settings).analyze(image)
+    if _default is None:
+        _default = FaceAnalyzer()
+    return _default.analyze(image)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("FaceAnalyzer", "AnalyzerConfig"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    if name == "load_image":
+        from .io import load_image
+
+        return load_image
+    raise AttributeError(f"module 'facelens' has no attribute {name!r}")

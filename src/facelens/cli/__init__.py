@@ -1,0 +1,57 @@
+"""The ``facelens`` command line: ``facelens COMMAND --help`` explains each command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    from . import analyze, evaluate
+
+    parser = argparse.ArgumentParser(
+        prog="facelens",
+        description="Offline face analysis: find faces and tell age, gender, ethnicity and facial attributes.",
+        epilog="Run 'facelens COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"facelens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    analyze.register(sub)
+    evaluate.register(sub)
+    _register_train(sub)
+    return parser
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    """Training commands live in facelens.train (needs the [train] extra); registered only if importable."""
+    try:
+        from ..train import cli as train_cli
+    except ImportError:
+        return
+    register = getattr(train_cli, "register", None)
+    if register is not None:
+        register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facelens`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `facelens analyze ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""``facelens analyze``, ``facelens detect`` and ``facelens models``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from ..errors import FaceLensError
+from ..io import DEFAULT_MAX_PIXELS, expand_inputs, is_video, iter_video_frames
+from ..labels import CELEBA_ATTRIBUTES
+from ..types import ImageResult
+
+SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the analyze, detect and models subcommands."""
+    p = sub.add_parser(
+        "analyze",
+        help="find faces and run the attribute heads (age, gender, ethnicity, attributes)",
+        description="Analyse images, folders (recursively), glob patterns and videos. A file that cannot be read "
+        "becomes a result with an 'error' and the run goes on; the exit status is 1 if any input failed. "
+        "With no PATH, the bundled sample photo is analysed.",
+    )
+    _add_common(p)
+    p.add_argument("--heads", nargs="+", metavar="NAME", help="head models to use (default: all installed)")
+    p.add_argument("--annotate", metavar="DIR", type=Path, help="write images with faces drawn into DIR")
+    p.set_defaults(func=run_analyze, detect_only=False)
+
+    d = sub.add_parser(
+        "detect",
+        help="find faces only: boxes, scores and 5 landmarks",
+        description="Detect faces (no attribute heads). Same inputs and output formats as 'analyze'.",
+    )
+    _add_common(d)
+    d.add_argument("--annotate", metavar="DIR", type=Path, help="write images with faces drawn into DIR")
+    d.set_defaults(func=run_analyze, detect_only=True, heads=None)
+
+    m = sub.add_parser("models", help="list installed head models and their metadata")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.set_defaults(func=run_models)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image/video files, folders or glob patterns")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON Lines: one object per image (see docs/schema.md)")
+    fmt.add_argument("--csv", action="store_true", help="CSV: one row per face (images without faces: one row)")
+    p.add_argument("-o", "--output", type=Path, help="write results to this file instead of stdout")
+    p.add_argument("--min-score", type=float, default=0.6, help="minimum detection score (default 0.6)")
+    p.add_argument(
+        "--max-side", type=int, default=640,
+        help="detector working resolution, longest side in px (default 640; 0 = full size, slower, finds small faces)",
+    )  # fmt: skip
+    p.add_argument("--upscale", type=float, default=1.0, help="enlarge images before detection (default 1)")
+    p.add_argument("--min-face-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
+    p.add_argument("--max-faces", type=int, default=None, help="keep at most N faces per image")
+    p.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,})",
+    )  # fmt: skip
+    p.add_argument("--every", type=int, default=1, metavar="N", help="videos: analyse every N-th frame")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)")
+
+
+def _analyzer(args: argparse.Namespace):  # noqa: ANN202
+    from ..pipeline import AnalyzerConfig, FaceAnalyzer
+
+    heads: tuple[str, ...] | None = () if args.detect_only else (tuple(args.heads) if args.heads else None)
+    return FaceAnalyzer(
+        AnalyzerConfig(
+            score_threshold=args.min_score,
+            max_side=args.max_side or None,
+            upscale=args.upscale,
+            heads=heads,
+            min_face_size=args.min_face_size,
+            max_faces=args.max_faces,
+            max_pixels=args.max_pixels,
+        )
+    )
+
+
+def _results(analyzer, paths: list[Path], every: int) -> Iterator[ImageResult]:  # noqa: ANN001
+    from ..io import load_image
+
+    for path in paths:
+        if is_video(path):
+            try:
+                for fr in iter_video_frames(path, every):
+                    yield analyzer.analyze_array(fr.image, path=str(path), frame=fr.index)
+            except FaceLensError as exc:
+                yield ImageResult(str(path), 0, 0, (), str(exc), exc.code)
+            continue
+        try:
+            image = load_image(path, max_pixels=analyzer.config.max_pixels)
+        except FaceLensError as exc:
+            yield ImageResult(str(path), 0, 0, (), str(exc), exc.code)
+            continue
+        yield analyzer.analyze_array(image, path=str(path))
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Run ``analyze`` or ``detect``; returns 1 if any input failed, else 0."""
+    if args.every < 1:
+        print("error: --every must be >= 1", file=sys.stderr)
+        return 2
+    if not args.paths:
+        print(f"note: no PATH given; analysing the bundled sample photo {SAMPLE_IMAGE}", file=sys.stderr)
+        args.paths = [str(SAMPLE_IMAGE)]
+    analyzer = _analyzer(args)
+    try:
+        missing = [] if args.detect_only else analyzer.missing_tasks()
+    except FaceLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if missing:
+        print(f"note: no head model installed for: {', '.join(missing)} (detection results only)", file=sys.stderr)
+    paths = list(expand_inputs(args.paths))
+    out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    writer = _Writer(out, "json" if args.json else "csv" if args.csv else "text")
+    failed = 0
+    try:
+        for res in _progress(_results(analyzer, paths, args.every), len(paths), args.no_progress):
+            failed += not res.ok
+            writer.write(res)
+            if args.annotate and res.ok and res.faces is not None:
+                _save_annotated(args.annotate, res, analyzer)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+    if failed:
+        print(f"{failed} of {len(paths)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _progress(it: Iterator[ImageResult], total: int, disabled: bool) -> Iterator[ImageResult]:
+    if disabled or not sys.stderr.isatty():
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return iter(tqdm(it, total=total, unit="img", file=sys.stderr))
+
+
+def _save_annotated(folder: Path, res: ImageResult, analyzer) -> None:  # noqa: ANN001
+    import cv2
+
+    from ..annotate import annotate
+    from ..io import load_image
+
+    if res.path is None or res.frame is not None:
+        return  # video frames are not re-decoded here; see the video tracking command
+    folder.mkdir(parents=True, exist_ok=True)
+    image = load_image(res.path, max_pixels=analyzer.config.max_pixels)
+    out = folder / (Path(res.path).stem + ".annotated.jpg")
+    cv2.imwrite(str(out), cv2.cvtColor(annotate(image, res), cv2.COLOR_RGB2BGR))
+
+
+CSV_FIELDS = [
+    "path", "frame", "face", "error", "x1", "y1", "x2", "y2", "score", "age", "age_lo", "age_hi",
+    "age_group_adience", "age_group_utkface", "gender", "gender_score", "race", "race_score",
+    *CELEBA_ATTRIBUTES,
+]  # fmt: skip
+
+
+class _Writer:
+    def __init__(self, out: IO[str], fmt: str) -> None:
+        self.out, self.fmt = out, fmt
+        self.csv = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore") if fmt == "csv" else None
+        if self.csv:
+            self.csv.writeheader()
+
+    def write(self, res: ImageResult) -> None:
+        d = res.to_dict()
+        if self.fmt == "json":
+            self.out.write(json.dumps(d) + "\n")
+        elif self.fmt == "csv":
+            self._csv(d)
+        else:
+            self._text(res)
+
+    def _csv(self, d: dict) -> None:
+        assert self.csv is not None
+        base = {"path": d["path"], "frame": d.get("frame", ""), "error": d["error"] or ""}
+        if not d["faces"]:
+            self.csv.writerow(base)
+        for i, f in enumerate(d["faces"]):
+            row = dict(base, face=i, score=f["score"])
+            row.update(zip(("x1", "y1", "x2", "y2"), f["box"]))
+            if "age" in f:
+                row.update(age=f["age"], age_lo=f["age_interval"][0], age_hi=f["age_interval"][1])
+                row.update({f"age_group_{k}": v for k, v in f["age_group"].items()})
+            if "gender" in f:
+                row.update(gender=f["gender"]["label"], gender_score=f["gender"]["score"])
+            if "race" in f:
+                row.update(race=f["race"]["label"], race_score=f["race"]["scores"][f["race"]["label"]])
+            row.update(f.get("attributes", {}))
+            self.csv.writerow(row)
+
+    def _text(self, res: ImageResult) -> None:
+        w = self.out.write
+        where = res.path + (f" [frame {res.frame}]" if res.frame is not None else "")
+        if not res.ok:
+            w(f"{where}: ERROR {res.error}\n")
+            return
+        w(f"{where}: {res.width}x{res.height}, {len(res.faces)} face(s)\n")
+        for i, f in enumerate(res.faces):
+            b = f.box
+            w(f"  face {i}: box=({b.x1:.0f}, {b.y1:.0f}, {b.x2:.0f}, {b.y2:.0f}) score={f.detection.score:.2f}")
+            lm = " ".join(f"({x:.0f},{y:.0f})" for x, y in f.detection.landmarks.points)
+            w(f" landmarks={lm}\n")
+            if f.age is not None:
+                lo, hi = f.age.interval
+                groups = ", ".join(f"{k} {v}" for k, v in f.age.groups.items())
+                w(f"    age {f.age.years:.1f} (80% interval {lo:.0f}-{hi:.0f}; {groups})\n")
+            if f.gender is not None:
+                w(f"    gender {f.gender.label} ({f.gender.score:.2f})\n")
+            if f.race is not None:
+                w(f"    ethnicity {f.race.label} ({f.race.score:.2f})\n")
+            if f.attributes:
+                top = sorted(f.attributes.items(), key=lambda kv: -kv[1])[:6]
+                w("    attributes " + ", ".join(f"{k} {v:.2f}" for k, v in top) + "\n")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Print installed head models."""
+    from ..heads import list_models, model_dirs
+
+    models = list_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "path": str(m.path), **m.metadata.to_props()} for m in models], indent=2))
+        return 0
+    if not models:
+        print("no head models installed; searched: " + ", ".join(str(d) for d in model_dirs()))
+        return 0
+    for m in models:
+        md = m.metadata
+        print(f"{md.name} {md.version}  ({m.path})")
+        print(f"  tasks: {', '.join(md.tasks)}; input {md.input.size}x{md.input.size} {md.input.color}")
+        print(f"  alignment: {md.alignment.get('name')}; licence: {md.license}")
+        if md.metrics:
+            print("  metrics: " + json.dumps(md.metrics))
+    return 0

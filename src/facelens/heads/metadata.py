@@ -1,0 +1,160 @@
+"""The metadata every facelens ONNX model carries, so preprocessing travels with the weights.
+
+Stored as ONNX ``metadata_props`` (string key -> string value). Keys are prefixed ``facelens.``; structured values
+are JSON. :meth:`ModelMetadata.from_props` refuses a model without the required keys, with a message that names
+what is missing. The training code writes it with :meth:`ModelMetadata.to_props` at export time.
+
+Outputs are probabilities (softmax / sigmoid are part of the exported graph). Each output has a ``task``:
+
+- ``age``: ``(N, K)`` distribution over integer years ``age_min .. age_min + K - 1``.
+- ``gender``: ``(N, 2)`` softmax over :data:`facelens.labels.GENDERS`.
+- ``race``: ``(N, 5)`` softmax over :data:`facelens.labels.RACES`.
+- ``attributes``: ``(N, 40)`` independent sigmoids over :data:`facelens.labels.CELEBA_ATTRIBUTES`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ModelError
+
+SCHEMA_VERSION = "1"
+TASKS = ("age", "gender", "race", "attributes")
+REQUIRED_KEYS = ("facelens.schema", "facelens.name", "facelens.input", "facelens.alignment", "facelens.outputs")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to turn an aligned uint8 RGB crop into the model's input tensor.
+
+    ``x = (pixel / 255 - mean) / std`` per channel, layout NCHW float32, channel order RGB.
+    """
+
+    name: str
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layout: str = "NCHW"
+    color: str = "RGB"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output tensor of the model and the task it answers."""
+
+    name: str
+    task: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything the runtime needs to run a head model, read from / written to ONNX metadata."""
+
+    name: str
+    version: str
+    input: InputSpec
+    alignment: dict[str, Any]
+    outputs: tuple[OutputSpec, ...]
+    age_min: int = 0
+    age_groups: dict[str, list[list[int]]] = field(default_factory=dict)
+    interval_coverage: float = 0.8
+    test_time_flip: bool = False
+    license: str = ""
+    description: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this model answers, in output order."""
+        return tuple(o.task for o in self.outputs)
+
+    def to_props(self) -> dict[str, str]:
+        """Serialise to ONNX ``metadata_props`` key/value strings."""
+        props = {
+            "facelens.schema": SCHEMA_VERSION,
+            "facelens.name": self.name,
+            "facelens.version": self.version,
+            "facelens.input": json.dumps(
+                {
+                    "name": self.input.name,
+                    "size": self.input.size,
+                    "mean": list(self.input.mean),
+                    "std": list(self.input.std),
+                    "layout": self.input.layout,
+                    "color": self.input.color,
+                }
+            ),
+            "facelens.alignment": json.dumps(self.alignment),
+            "facelens.outputs": json.dumps(
+                [{"name": o.name, "task": o.task, "labels": list(o.labels)} for o in self.outputs]
+            ),
+            "facelens.age": json.dumps(
+                {"min": self.age_min, "groups": self.age_groups, "interval_coverage": self.interval_coverage}
+            ),
+            "facelens.test_time_flip": "true" if self.test_time_flip else "false",
+            "facelens.license": self.license,
+            "facelens.description": self.description,
+            "facelens.metrics": json.dumps(self.metrics),
+        }
+        props.update({f"facelens.extra.{k}": v for k, v in self.extra.items()})
+        return props
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str = "model") -> ModelMetadata:
+        """Parse ONNX ``metadata_props``.
+
+        Args:
+            props: The key/value strings.
+            source: Name of the file, for error messages.
+
+        Raises:
+            ModelError: If a required key is missing or a value is malformed.
+        """
+        missing = [k for k in REQUIRED_KEYS if k not in props]
+        if missing:
+            raise ModelError(
+                f"{source} is not a facelens model: its ONNX metadata lacks {', '.join(missing)} "
+                "(export it with facelens.train.export so input size, normalisation, alignment and labels "
+                "travel with the weights)"
+            )
+        if props["facelens.schema"] != SCHEMA_VERSION:
+            raise ModelError(f"{source}: metadata schema {props['facelens.schema']!r} is not supported")
+        try:
+            inp = json.loads(props["facelens.input"])
+            outs = json.loads(props["facelens.outputs"])
+            age = json.loads(props.get("facelens.age", "{}"))
+            outputs = tuple(OutputSpec(o["name"], o["task"], tuple(o.get("labels", ()))) for o in outs)
+            meta = cls(
+                name=props["facelens.name"],
+                version=props.get("facelens.version", ""),
+                input=InputSpec(
+                    name=inp["name"],
+                    size=int(inp["size"]),
+                    mean=tuple(float(v) for v in inp["mean"]),  # type: ignore[arg-type]
+                    std=tuple(float(v) for v in inp["std"]),  # type: ignore[arg-type]
+                    layout=inp.get("layout", "NCHW"),
+                    color=inp.get("color", "RGB"),
+                ),
+                alignment=json.loads(props["facelens.alignment"]),
+                outputs=outputs,
+                age_min=int(age.get("min", 0)),
+                age_groups=age.get("groups", {}),
+                interval_coverage=float(age.get("interval_coverage", 0.8)),
+                test_time_flip=props.get("facelens.test_time_flip", "false") == "true",
+                license=props.get("facelens.license", ""),
+                description=props.get("facelens.description", ""),
+                metrics=json.loads(props.get("facelens.metrics", "{}")),
+                extra={k[len("facelens.extra.") :]: v for k, v in props.items() if k.startswith("facelens.extra.")},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: malformed facelens metadata ({exc})") from exc
+        unknown = [o.task for o in outputs if o.task not in TASKS]
+        if unknown:
+            raise ModelError(f"{source}: unknown output task(s) {unknown}; known: {TASKS}")
+        if meta.input.layout != "NCHW" or meta.input.color != "RGB":
+            raise ModelError(f"{source}: only NCHW RGB inputs are supported")
+        return meta

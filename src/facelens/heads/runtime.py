@@ -1,0 +1,177 @@
+"""Run attribute-head models (ONNX) on aligned faces and decode their outputs into typed predictions."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..align import Template, align_faces
+from ..errors import ModelError
+from ..types import Age, Detection, Label
+from .metadata import ModelMetadata
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """Read and validate the facelens metadata of an ONNX file without building an inference session.
+
+    Raises:
+        ModelError: If the file is missing, unreadable, or lacks facelens metadata.
+    """
+    import onnxruntime as ort
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model file not found: {p}")
+    try:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(f"{p}: not a loadable ONNX model ({exc})") from exc
+    return ModelMetadata.from_props(dict(sess.get_modelmeta().custom_metadata_map), source=str(p))
+
+
+@dataclass(frozen=True)
+class HeadOutputs:
+    """Decoded predictions for a batch of faces; each list has one entry per face, or is None if not answered."""
+
+    age: list[Age] | None = None
+    gender: list[Label] | None = None
+    race: list[Label] | None = None
+    attributes: list[dict[str, float]] | None = None
+
+
+class HeadModel:
+    """An ONNX head model with its metadata: aligns faces, batches them, runs, and decodes.
+
+    The ONNX Runtime session is created on first use. ``run`` is safe to call from several threads.
+
+    Args:
+        path: The ``.onnx`` file.
+        threads: ONNX Runtime intra-op threads (``0``: ONNX Runtime's default).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+        self.path = Path(path)
+        self.metadata = read_metadata(self.path)
+        self.threads = threads
+        self._session = None
+        self._lock = threading.Lock()
+        align = self.metadata.alignment
+        try:
+            self.template = Template.from_dict(align)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelError(f"{self.path}: malformed alignment template in metadata ({exc})") from exc
+        m = self.metadata.input
+        self._mean = np.asarray(m.mean, np.float32).reshape(1, 3, 1, 1)
+        self._inv_std = (1.0 / np.asarray(m.std, np.float32)).reshape(1, 3, 1, 1)
+
+    @property
+    def name(self) -> str:
+        """The model's name from its metadata."""
+        return self.metadata.name
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Tasks the model answers (age, gender, race, attributes)."""
+        return self.metadata.tasks
+
+    def _get_session(self):  # noqa: ANN202 - onnxruntime type
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import onnxruntime as ort
+
+                    opts = ort.SessionOptions()
+                    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    if self.threads:
+                        opts.intra_op_num_threads = self.threads
+                    self._session = ort.InferenceSession(
+                        str(self.path), opts, providers=["CPUExecutionProvider"]
+                    )
+        return self._session
+
+    def align(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        """Aligned ``(N, S, S, 3)`` uint8 crops of the detected faces, as this model expects them."""
+        lms = [d.landmarks.to_array() for d in detections]
+        return align_faces(image, lms, self.metadata.input.size, self.template)
+
+    def preprocess(self, crops: np.ndarray) -> np.ndarray:
+        """Normalise ``(N, S, S, 3)`` uint8 RGB crops into the model's float32 NCHW input."""
+        x = crops.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1.0 / 255.0)
+        return np.ascontiguousarray((x - self._mean) * self._inv_std)
+
+    def run_crops(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the model on aligned crops; returns ``task -> (N, ...)`` probabilities."""
+        if len(crops) == 0:
+            return {}
+        sess = self._get_session()
+        x = self.preprocess(crops)
+        if self.metadata.test_time_flip:
+            x = np.concatenate([x, x[:, :, :, ::-1]], axis=0)
+        names = [o.name for o in self.metadata.outputs]
+        outs = sess.run(names, {self.metadata.input.name: x})
+        result = {}
+        for spec, out in zip(self.metadata.outputs, outs):
+            if self.metadata.test_time_flip:
+                out = 0.5 * (out[: len(crops)] + out[len(crops) :])
+            result[spec.task] = out
+        return result
+
+    def decode(self, probs: dict[str, np.ndarray]) -> HeadOutputs:
+        """Turn raw probabilities into typed predictions."""
+        specs = {o.task: o for o in self.metadata.outputs}
+        age = gender = race = attrs = None
+        if "age" in probs:
+            age = [self._decode_age(p) for p in probs["age"]]
+        if "gender" in probs:
+            gender = [_label(p, specs["gender"].labels) for p in probs["gender"]]
+        if "race" in probs:
+            race = [_label(p, specs["race"].labels) for p in probs["race"]]
+        if "attributes" in probs:
+            names = specs["attributes"].labels
+            attrs = [{n: float(v) for n, v in zip(names, p)} for p in probs["attributes"]]
+        return HeadOutputs(age, gender, race, attrs)
+
+    def run(self, image: np.ndarray, detections: list[Detection]) -> HeadOutputs:
+        """Align, run and decode all faces of one image in a single batch."""
+        if not detections:
+            return HeadOutputs()
+        return self.decode(self.run_crops(self.align(image, detections)))
+
+    def _decode_age(self, p: np.ndarray) -> Age:
+        from ..labels import age_group_label
+
+        p = np.asarray(p, np.float64)
+        p = p / max(p.sum(), 1e-12)
+        years = np.arange(len(p), dtype=np.float64) + self.metadata.age_min
+        mean = float((p * years).sum())
+        cov = self.metadata.interval_coverage
+        cdf = np.cumsum(p)
+        lo = float(years[min(np.searchsorted(cdf, (1 - cov) / 2), len(p) - 1)])
+        hi = float(years[min(np.searchsorted(cdf, 1 - (1 - cov) / 2), len(p) - 1)])
+        groups = {}
+        for scheme, ranges in self.metadata.age_groups.items():
+            idx = _nearest_group(mean, ranges)
+            groups[scheme] = age_group_label(int(ranges[idx][0]), int(ranges[idx][1]))
+        return Age(years=mean, interval=(min(lo, mean), max(hi, mean)), groups=groups, coverage=cov)
+
+
+def _nearest_group(age: float, ranges: list[list[int]]) -> int:
+    best, best_d = 0, float("inf")
+    for i, (lo, hi) in enumerate(ranges):
+        if lo <= age < hi + 1:
+            return i
+        d = lo - age if age < lo else age - (hi + 1)
+        if d < best_d:
+            best, best_d = i, d
+    return best
+
+
+def _label(p: np.ndarray, labels: tuple[str, ...]) -> Label:
+    i = int(np.argmax(p))
+    return Label(labels[i], float(p[i]), {n: float(v) for n, v in zip(labels, p)})

@@ -1,0 +1,420 @@
+"""Typed training configuration, read from YAML recipes.
+
+A recipe (``recipes/*.yaml``) only supplies values: every section and key must be a field of the dataclasses
+below, and anything else is an error that names the offending key. Missing keys take the defaults written here.
+The resolved configuration (defaults filled in, overrides applied) is written as ``config.yaml`` beside every
+checkpoint, so a run can be repeated from its output folder alone.
+
+Overrides use dotted keys with YAML-parsed values, e.g. ``optim.lr=0.002`` or ``train.max_minutes=30``.
+
+This module needs PyYAML but not torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import FaceLensError
+
+TASK_NAMES: tuple[str, ...] = ("age", "gender", "race", "attributes")
+"""The tasks of the multi-task network, in output order."""
+
+
+class ConfigError(FaceLensError):
+    """A training recipe is malformed: unknown key, wrong type, or an invalid value."""
+
+    code = "config_error"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset reader to draw samples from.
+
+    Attributes:
+        name: Registry name of the reader in :mod:`facelens.data` (``"utkface"``, ``"celeba"``...).
+        root: Dataset root folder. ``~`` and ``$VARS`` are expanded; a relative path is taken from the current
+            working directory (run from the repository root).
+        options: Keyword options for the reader (e.g. ``{"images": "face_crops"}`` for CelebA).
+        id: Unique label of this source in the cache and in batch mixing; defaults to ``name``. Needed when
+            the same reader is used twice with different options.
+        weight: Share of every training batch drawn from this source (weights are normalised over sources).
+        max_samples: Use at most this many samples (the first ones in reader order); ``None`` uses all.
+    """
+
+    name: str
+    root: str
+    options: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    weight: float = 1.0
+    max_samples: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The source label: :attr:`id`, or :attr:`name` when no id is given."""
+        return self.id or self.name
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data to train on and how to split it.
+
+    Attributes:
+        datasets: The sources.
+        val_fraction: For sources without an official split (UTKFace): seeded random share put in ``"val"``.
+        test_fraction: Likewise for ``"test"`` (held out for the final report; never used in training).
+        seed: Seed of that random split (independent of the training seed, so splits stay fixed across runs).
+        cache_dir: Folder of the preprocessed caches (one sub-folder per cache key).
+    """
+
+    datasets: tuple[DatasetSpec, ...] = ()
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    cache_dir: str = "cache"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How faces are found and cropped; must match what the runtime does at inference.
+
+    Attributes:
+        size: Side of the aligned square crops stored in the cache.
+        template: Name of the alignment template in :data:`facelens.align.TEMPLATES`.
+        detector: Detector backend name for :func:`facelens.detect.create_detector`.
+        detector_options: Options of that detector.
+        workers: Worker processes for detection and alignment (0 runs in the calling process).
+        chunk_size: Samples per task sent to a worker; also the granularity of resuming.
+    """
+
+    size: int = 112
+    template: str = "facelens-loose-v1"
+    detector: str = "yunet"
+    detector_options: dict[str, Any] = field(
+        default_factory=lambda: {"pad": "auto", "max_side": 640, "score_threshold": 0.6}
+    )
+    workers: int = 2
+    chunk_size: int = 64
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network.
+
+    Attributes:
+        arch: Backbone name in :data:`facelens.train.models.ARCHITECTURES`.
+        pretrained: Start the backbone from ImageNet weights (read offline, see ``models.ensure_imagenet_weights``).
+        input_size: Side of the network input; cached crops are resized to it when it differs from
+            ``preprocess.size`` (the exported model records this size).
+        dropout: Dropout before every head.
+    """
+
+    arch: str = "mobilenet_v2"
+    pretrained: bool = True
+    input_size: int = 112
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser, schedule and losses.
+
+    Attributes:
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW weight decay (not applied to biases and norm parameters).
+        batch_size: Training batch size.
+        epochs: Number of epochs (an epoch is one pass over as many samples as the training split has).
+        schedule: ``"cosine"`` (linear warm-up, then cosine decay to ``min_lr_ratio * lr``) or ``"onecycle"``.
+        warmup_epochs: Warm-up length for ``"cosine"`` (fractions allowed).
+        min_lr_ratio: Final learning rate of ``"cosine"`` as a fraction of ``lr``.
+        label_smoothing: Label smoothing for gender and race, and target smoothing for the attribute BCE.
+        loss_weights: Weight of every task's loss in the total.
+        age_sigma: Standard deviation in years of the Gaussian label distribution for age (DLDL).
+        age_l1_weight: Weight of the L1 loss on the expected age, relative to the age KL term.
+        grad_clip: Gradient norm clipping threshold (0 disables).
+    """
+
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    epochs: int = 10
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"age": 1.0, "gender": 1.0, "race": 1.0, "attributes": 1.0}
+    )
+    age_sigma: float = 2.0
+    age_l1_weight: float = 0.1
+    grad_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Batch augmentations applied in torch to training batches only (see ``engine.augment_batch``).
+
+    Attributes:
+        flip: Probability of a horizontal flip.
+        scale: Maximum relative zoom in or out (0.1 = 0.9 to 1.1).
+        rotate: Maximum rotation in degrees.
+        shift: Maximum shift as a fraction of the crop side.
+        brightness: Maximum relative brightness change.
+        contrast: Maximum relative contrast change.
+    """
+
+    flip: float = 0.5
+    scale: float = 0.1
+    rotate: float = 10.0
+    shift: float = 0.05
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The training loop.
+
+    Attributes:
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: Seed of model initialisation, batch order and augmentation.
+        patience: Stop after this many epochs without a better validation score (0 disables).
+        num_workers: DataLoader worker processes for batch assembly (0: in the training process).
+        num_threads: Torch intra-op threads; 0 uses every CPU core.
+        out_dir: Output folder (checkpoints, ``config.yaml``, ``history.jsonl``).
+        max_minutes: Wall-clock budget of the training loop; it stops cleanly (checkpoint and validation) once it
+            is spent. 0 disables.
+        fast_dev_run: If > 0, run only this many training and validation batches per epoch (smoke tests).
+        val_batch_size: Batch size of validation.
+        log_every: Update the progress bar's loss display every this many steps.
+    """
+
+    device: str = "auto"
+    seed: int = 0
+    patience: int = 4
+    num_workers: int = 0
+    num_threads: int = 0
+    out_dir: str = "runs/facelens"
+    max_minutes: float = 0.0
+    fast_dev_run: int = 0
+    val_batch_size: int = 256
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A complete training recipe."""
+
+    name: str = "facelens"
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def validate(self) -> TrainConfig:
+        """Check values that types alone do not catch.
+
+        Returns:
+            ``self``, so calls can be chained.
+
+        Raises:
+            ConfigError: On the first invalid value.
+        """
+        if not self.data.datasets:
+            raise ConfigError("data.datasets is empty: a recipe needs at least one dataset")
+        keys = [d.key for d in self.data.datasets]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"data.datasets: source ids must be unique (set 'id'), got {keys}")
+        if any(d.weight < 0 for d in self.data.datasets) or sum(d.weight for d in self.data.datasets) <= 0:
+            raise ConfigError("data.datasets: weights must be >= 0 and not all zero")
+        if not 0 <= self.data.val_fraction + self.data.test_fraction < 1:
+            raise ConfigError("data.val_fraction + data.test_fraction must be in [0, 1)")
+        if self.optim.schedule not in ("cosine", "onecycle"):
+            raise ConfigError(f"optim.schedule must be 'cosine' or 'onecycle', not {self.optim.schedule!r}")
+        unknown = sorted(set(self.optim.loss_weights) - set(TASK_NAMES))
+        if unknown:
+            raise ConfigError(f"optim.loss_weights: unknown task(s) {unknown}; tasks are {list(TASK_NAMES)}")
+        for name, value in (
+            ("preprocess.size", self.preprocess.size),
+            ("model.input_size", self.model.input_size),
+            ("optim.batch_size", self.optim.batch_size),
+            ("optim.epochs", self.optim.epochs),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        return self
+
+
+# --- (de)serialisation ----------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (converting lists to tuples, ints to floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return _from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp, *_) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _from_dict(cls: Any, data: dict[str, Any], where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; allowed here: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field (e.g. a dataset's name) is missing
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a plain mapping (as read from YAML).
+
+    Raises:
+        ConfigError: On an unknown key, a value of the wrong type, or an invalid value.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+    return _from_dict(TrainConfig, data).validate()
+
+
+def config_to_dict(config: Any) -> Any:
+    """Plain (YAML/JSON-ready) form of a config dataclass: tuples become lists."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (list, tuple)):
+        return [config_to_dict(v) for v in config]
+    if isinstance(config, dict):
+        return {str(k): config_to_dict(v) for k, v in config.items()}
+    return config
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    """Apply ``key=value`` overrides with dotted keys (``optim.lr=0.001``); values are parsed as YAML.
+
+    Raises:
+        ConfigError: If an override is not ``key=value`` or names an unknown key.
+    """
+    data = config_to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r} in override {item!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"unknown config key {key.strip()!r} in override {item!r}")
+        node[parts[-1]] = _parse_value(text)
+    return config_from_dict(data)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML recipe and apply overrides.
+
+    Args:
+        path: The YAML file.
+        overrides: ``key=value`` strings with dotted keys, applied after the file.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: If the file is missing, is not valid YAML, or holds an unknown key or bad value.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    try:
+        config = config_from_dict(data or {})
+        return apply_overrides(config, overrides) if overrides else config
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None, width=110)
+    path.write_text(f"# resolved facelens training config\n{text}", encoding="utf-8")
+    return path
