@@ -58,6 +58,7 @@ def analyze(image: ImageSource, **settings: Any) -> ImageResult:
 
     Raises:
         FaceLensError: If the image cannot be read.
+
     """
     global _default
     from .pipeline import FaceAnalyzer

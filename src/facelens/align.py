@@ -63,6 +63,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
     Returns:
         The ``(2, 3)`` float64 matrix ``M`` with ``dst ~= M @ [x, y, 1]``.
+
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
@@ -107,6 +108,7 @@ def align_face(
 
     Returns:
         ``size x size x C`` uint8 crop.
+
     """
     m = alignment_matrix(landmarks, size, template)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

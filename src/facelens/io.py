@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,7 +27,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v"})
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, Image.Image]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | np.ndarray | Image.Image
 """Everything :func:`load_image` accepts."""
 
 
@@ -61,6 +61,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         UnreadableImage: The data is not a decodable image (corrupt, truncated, empty, wrong format).
         ImageTooLarge: The image has more than ``max_pixels`` pixels.
         UnsupportedInput: The source is of an unsupported type or array shape.
+
     """
     name = describe(source)
     if isinstance(source, np.ndarray):
@@ -192,6 +193,7 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1) -> Iterator[Video
 
     Raises:
         UnreadableImage: If the file cannot be opened as a video.
+
     """
     import cv2
 

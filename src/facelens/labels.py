@@ -42,6 +42,7 @@ def age_group_label(lo: int, hi: int) -> str:
 
     Returns:
         The label.
+
     """
     return f"{lo}+" if hi >= 100 else f"{lo}-{hi}"
 
@@ -58,6 +59,7 @@ def age_group(age: float, scheme: str) -> int:
 
     Raises:
         KeyError: If the scheme is unknown.
+
     """
     groups = AGE_GROUP_SCHEMES[scheme]
     best, best_dist = 0, float("inf")

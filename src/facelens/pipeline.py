@@ -33,6 +33,7 @@ class AnalyzerConfig:
         max_faces: Keep at most this many faces (highest scores first); ``None`` keeps all.
         max_pixels: Refuse images larger than this (decompression-bomb guard).
         threads: ONNX Runtime threads for the heads (0: its default).
+
     """
 
     detector: str = "yunet"
@@ -57,6 +58,7 @@ class FaceAnalyzer:
         >>> analyzer = FaceAnalyzer()
         >>> result = analyzer.analyze("photo.jpg")
         >>> [f.age.years for f in result.faces if f.age]
+
     """
 
     def __init__(self, config: AnalyzerConfig | None = None, **overrides: object) -> None:
@@ -71,7 +73,7 @@ class FaceAnalyzer:
 
     @property
     def detector(self) -> Detector:
-        """This thread's detector."""
+        """The detector of the calling thread (created on first use)."""
         det = getattr(self._local, "detector", None)
         if det is None:
             c = self.config
@@ -118,12 +120,15 @@ class FaceAnalyzer:
 
         Raises:
             FaceLensError: If the image cannot be read or is too large.
+
         """
         image = load_image(source, max_pixels=self.config.max_pixels)
         name = path if path is not None else _path_of(source)
         return self.analyze_array(image, path=name)
 
-    def analyze_array(self, image: np.ndarray, *, path: str | None = None, frame: int | None = None) -> ImageResult:
+    def analyze_array(
+        self, image: np.ndarray, *, path: str | None = None, frame: int | None = None
+    ) -> ImageResult:
         """Analyse an already decoded ``H x W x 3`` uint8 RGB image (the pipeline itself)."""
         detections = self.detect(image)
         outputs = [head.run(image, detections) for head in self.heads]

@@ -11,6 +11,7 @@ from .. import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
+    from .. import bench
     from . import analyze, evaluate
 
     parser = argparse.ArgumentParser(
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     analyze.register(sub)
     evaluate.register(sub)
+    bench.register(sub)
     _register_train(sub)
     return parser
 

@@ -119,7 +119,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if missing:
-        print(f"note: no head model installed for: {', '.join(missing)} (detection results only)", file=sys.stderr)
+        print(
+            f"note: no head model installed for: {', '.join(missing)} (detection results only)",
+            file=sys.stderr,
+        )
     paths = list(expand_inputs(args.paths))
     out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     writer = _Writer(out, "json" if args.json else "csv" if args.csv else "text")
@@ -194,7 +197,7 @@ class _Writer:
             self.csv.writerow(base)
         for i, f in enumerate(d["faces"]):
             row = dict(base, face=i, score=f["score"])
-            row.update(zip(("x1", "y1", "x2", "y2"), f["box"]))
+            row.update(zip(("x1", "y1", "x2", "y2"), f["box"], strict=True))
             if "age" in f:
                 row.update(age=f["age"], age_lo=f["age_interval"][0], age_hi=f["age_interval"][1])
                 row.update({f"age_group_{k}": v for k, v in f["age_group"].items()})

@@ -51,6 +51,7 @@ def create_detector(name: str = "yunet", **options: object) -> Detector:
 
     Raises:
         FaceLensError: If no detector of that name is registered.
+
     """
     if name not in DETECTORS:
         raise FaceLensError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")

@@ -31,6 +31,7 @@ def yunet_weights() -> bytes:
 
     Raises:
         ModelError: If the package is missing or the file's digest does not match.
+
     """
     global _weights
     with _weights_lock:
@@ -75,9 +76,14 @@ class YuNetDetector:
         max_side: Longest side of the working resolution; larger images are downscaled. ``None`` scans at the
             original size.
         upscale: Factor to enlarge the image by before scanning (applied before ``max_side``).
+        extra_scales: Further scales (e.g. ``(2.0,)``) scanned in addition; results of all scales are merged by
+            NMS. Finds small faces at the cost of speed ("accurate" mode); at scale > 1 only faces smaller than
+            ``small_face`` px (in original pixels) are kept from that scale, since large faces are found at 1x.
+        small_face: Size limit for faces taken from ``extra_scales`` above 1.
         pad: ``"auto"`` pads and retries when nothing is found, ``"always"`` pads every image, ``"never"`` never.
         pad_ratio: Padding on each side as a fraction of the image side.
         top_k: Maximum candidates kept before NMS.
+
     """
 
     name = "yunet"
@@ -91,6 +97,8 @@ class YuNetDetector:
         pad: str = "auto",
         pad_ratio: float = 0.25,
         top_k: int = 5000,
+        extra_scales: tuple[float, ...] = (),
+        small_face: float = 64.0,
     ) -> None:
         if pad not in ("auto", "always", "never"):
             raise ValueError(f"pad must be 'auto', 'always' or 'never', not {pad!r}")
@@ -103,6 +111,8 @@ class YuNetDetector:
         self.pad = pad
         self.pad_ratio = pad_ratio
         self.top_k = top_k
+        self.extra_scales = tuple(extra_scales)
+        self.small_face = small_face
         _quiet_opencv()
         self._net = cv2.FaceDetectorYN.create(
             "onnx",
@@ -125,9 +135,26 @@ class YuNetDetector:
         if self.pad == "always":
             return self._padded(bgr)
         found = self._scan(bgr)
+        if self.extra_scales:
+            found = self._multi_scale(bgr, found)
         if not found and self.pad == "auto":
             found = self._padded(bgr)
         return found
+
+    def _multi_scale(self, bgr: np.ndarray, found: list[Detection]) -> list[Detection]:
+        dets = list(found)
+        for s in self.extra_scales:
+            more = self._scan(bgr, scale=s)
+            if s > 1.0:
+                more = [d for d in more if max(d.box.width, d.box.height) < self.small_face]
+            dets.extend(more)
+        if not dets:
+            return []
+        boxes = [[d.box.x1, d.box.y1, d.box.width, d.box.height] for d in dets]
+        keep = cv2.dnn.NMSBoxes(boxes, [d.score for d in dets], self.score_threshold, self.nms_threshold)
+        out = [dets[i] for i in np.asarray(keep).reshape(-1)]
+        out.sort(key=lambda d: -d.score)
+        return out
 
     def _padded(self, bgr: np.ndarray) -> list[Detection]:
         h, w = bgr.shape[:2]
@@ -135,11 +162,18 @@ class YuNetDetector:
         padded = cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         return self._scan(padded, offset=p, clip=(w, h))
 
-    def _scan(self, bgr: np.ndarray, offset: int = 0, clip: tuple[int, int] | None = None) -> list[Detection]:
+    def _scan(
+        self,
+        bgr: np.ndarray,
+        offset: int = 0,
+        clip: tuple[int, int] | None = None,
+        scale: float | None = None,
+    ) -> list[Detection]:
         h, w = bgr.shape[:2]
-        scale = self.upscale
-        if self.max_side is not None and max(h, w) * scale > self.max_side:
-            scale = self.max_side / max(h, w)
+        if scale is None:
+            scale = self.upscale
+            if self.max_side is not None and max(h, w) * scale > self.max_side:
+                scale = self.max_side / max(h, w)
         if scale != 1.0:
             interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
             work = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)

@@ -22,7 +22,13 @@ from ..errors import ModelError
 
 SCHEMA_VERSION = "1"
 TASKS = ("age", "gender", "race", "attributes")
-REQUIRED_KEYS = ("facelens.schema", "facelens.name", "facelens.input", "facelens.alignment", "facelens.outputs")
+REQUIRED_KEYS = (
+    "facelens.schema",
+    "facelens.name",
+    "facelens.input",
+    "facelens.alignment",
+    "facelens.outputs",
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class ModelMetadata:
 
         Raises:
             ModelError: If a required key is missing or a value is malformed.
+
         """
         missing = [k for k in REQUIRED_KEYS if k not in props]
         if missing:
@@ -148,7 +155,11 @@ class ModelMetadata:
                 license=props.get("facelens.license", ""),
                 description=props.get("facelens.description", ""),
                 metrics=json.loads(props.get("facelens.metrics", "{}")),
-                extra={k[len("facelens.extra.") :]: v for k, v in props.items() if k.startswith("facelens.extra.")},
+                extra={
+                    k[len("facelens.extra.") :]: v
+                    for k, v in props.items()
+                    if k.startswith("facelens.extra.")
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{source}: malformed facelens metadata ({exc})") from exc

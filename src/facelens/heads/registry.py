@@ -46,6 +46,7 @@ def list_models(strict: bool = False) -> list[ModelInfo]:
 
     Args:
         strict: Raise on an ONNX file without valid facelens metadata instead of skipping it.
+
     """
     seen: set[str] = set()
     out: list[ModelInfo] = []
@@ -70,6 +71,7 @@ def find_model(name: str) -> ModelInfo:
 
     Raises:
         ModelError: If no such model is installed (the message lists the installed ones).
+
     """
     if name.endswith(".onnx") or os.sep in name:
         p = Path(name)

@@ -20,6 +20,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
 
     Raises:
         ModelError: If the file is missing, unreadable, or lacks facelens metadata.
+
     """
     import onnxruntime as ort
 
@@ -53,6 +54,7 @@ class HeadModel:
     Args:
         path: The ``.onnx`` file.
         threads: ONNX Runtime intra-op threads (``0``: ONNX Runtime's default).
+
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
@@ -116,7 +118,7 @@ class HeadModel:
         names = [o.name for o in self.metadata.outputs]
         outs = sess.run(names, {self.metadata.input.name: x})
         result = {}
-        for spec, out in zip(self.metadata.outputs, outs):
+        for spec, out in zip(self.metadata.outputs, outs, strict=True):
             if self.metadata.test_time_flip:
                 out = 0.5 * (out[: len(crops)] + out[len(crops) :])
             result[spec.task] = out
@@ -134,7 +136,7 @@ class HeadModel:
             race = [_label(p, specs["race"].labels) for p in probs["race"]]
         if "attributes" in probs:
             names = specs["attributes"].labels
-            attrs = [{n: float(v) for n, v in zip(names, p)} for p in probs["attributes"]]
+            attrs = [{n: float(v) for n, v in zip(names, p, strict=True)} for p in probs["attributes"]]
         return HeadOutputs(age, gender, race, attrs)
 
     def run(self, image: np.ndarray, detections: list[Detection]) -> HeadOutputs:
@@ -174,4 +176,4 @@ def _nearest_group(age: float, ranges: list[list[int]]) -> int:
 
 def _label(p: np.ndarray, labels: tuple[str, ...]) -> Label:
     i = int(np.argmax(p))
-    return Label(labels[i], float(p[i]), {n: float(v) for n, v in zip(labels, p)})
+    return Label(labels[i], float(p[i]), {n: float(v) for n, v in zip(labels, p, strict=True)})

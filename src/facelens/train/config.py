@@ -1,9 +1,9 @@
 """Typed training configuration, read from YAML recipes.
 
 A recipe (``recipes/*.yaml``) only supplies values: every section and key must be a field of the dataclasses
-below, and anything else is an error that names the offending key. Missing keys take the defaults written here.
-The resolved configuration (defaults filled in, overrides applied) is written as ``config.yaml`` beside every
-checkpoint, so a run can be repeated from its output folder alone.
+below, and anything else is an error that names the offending key. Missing keys take the defaults written
+here. The resolved configuration (defaults filled in, overrides applied) is written as ``config.yaml`` beside
+every checkpoint, so a run can be repeated from its output folder alone.
 
 Overrides use dotted keys with YAML-parsed values, e.g. ``optim.lr=0.002`` or ``train.max_minutes=30``.
 
@@ -43,7 +43,9 @@ class DatasetSpec:
         id: Unique label of this source in the cache and in batch mixing; defaults to ``name``. Needed when
             the same reader is used twice with different options.
         weight: Share of every training batch drawn from this source (weights are normalised over sources).
-        max_samples: Use at most this many samples (the first ones in reader order); ``None`` uses all.
+        max_samples: Use at most this many samples (a seeded random subset, kept in reader order); ``None``
+            uses all.
+
     """
 
     name: str
@@ -69,6 +71,7 @@ class DataConfig:
         test_fraction: Likewise for ``"test"`` (held out for the final report; never used in training).
         seed: Seed of that random split (independent of the training seed, so splits stay fixed across runs).
         cache_dir: Folder of the preprocessed caches (one sub-folder per cache key).
+
     """
 
     datasets: tuple[DatasetSpec, ...] = ()
@@ -89,6 +92,7 @@ class PreprocessConfig:
         detector_options: Options of that detector.
         workers: Worker processes for detection and alignment (0 runs in the calling process).
         chunk_size: Samples per task sent to a worker; also the granularity of resuming.
+
     """
 
     size: int = 112
@@ -107,10 +111,12 @@ class ModelConfig:
 
     Attributes:
         arch: Backbone name in :data:`facelens.train.models.ARCHITECTURES`.
-        pretrained: Start the backbone from ImageNet weights (read offline, see ``models.ensure_imagenet_weights``).
+        pretrained: Start the backbone from ImageNet weights (read offline, see
+            ``models.ensure_imagenet_weights``).
         input_size: Side of the network input; cached crops are resized to it when it differs from
             ``preprocess.size`` (the exported model records this size).
         dropout: Dropout before every head.
+
     """
 
     arch: str = "mobilenet_v2"
@@ -136,6 +142,7 @@ class OptimConfig:
         age_sigma: Standard deviation in years of the Gaussian label distribution for age (DLDL).
         age_l1_weight: Weight of the L1 loss on the expected age, relative to the age KL term.
         grad_clip: Gradient norm clipping threshold (0 disables).
+
     """
 
     lr: float = 2e-3
@@ -165,6 +172,7 @@ class AugmentConfig:
         shift: Maximum shift as a fraction of the crop side.
         brightness: Maximum relative brightness change.
         contrast: Maximum relative contrast change.
+
     """
 
     flip: float = 0.5
@@ -186,11 +194,12 @@ class LoopConfig:
         num_workers: DataLoader worker processes for batch assembly (0: in the training process).
         num_threads: Torch intra-op threads; 0 uses every CPU core.
         out_dir: Output folder (checkpoints, ``config.yaml``, ``history.jsonl``).
-        max_minutes: Wall-clock budget of the training loop; it stops cleanly (checkpoint and validation) once it
-            is spent. 0 disables.
+        max_minutes: Wall-clock budget of the training loop; it stops cleanly (checkpoint and validation) once
+            it is spent. 0 disables.
         fast_dev_run: If > 0, run only this many training and validation batches per epoch (smoke tests).
         val_batch_size: Batch size of validation.
         log_every: Update the progress bar's loss display every this many steps.
+
     """
 
     device: str = "auto"
@@ -225,6 +234,7 @@ class TrainConfig:
 
         Raises:
             ConfigError: On the first invalid value.
+
         """
         if not self.data.datasets:
             raise ConfigError("data.datasets is empty: a recipe needs at least one dataset")
@@ -251,7 +261,7 @@ class TrainConfig:
         return self
 
 
-# --- (de)serialisation ----------------------------------------------------------------------------------------
+# --- (de)serialisation --------------------------------------------------------------------------------------
 
 
 def _type_name(tp: Any) -> str:
@@ -289,7 +299,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         _, val_tp = typing.get_args(tp)
-        return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()}
+        return {
+            str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()
+        }
     if tp is Any:
         return value
     if tp is float:
@@ -331,6 +343,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
     Raises:
         ConfigError: On an unknown key, a value of the wrong type, or an invalid value.
+
     """
     if not isinstance(data, dict):
         raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
@@ -362,6 +375,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...])
 
     Raises:
         ConfigError: If an override is not ``key=value`` or names an unknown key.
+
     """
     data = config_to_dict(config)
     for item in overrides:
@@ -392,6 +406,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
     Raises:
         ConfigError: If the file is missing, is not valid YAML, or holds an unknown key or bad value.
+
     """
     import yaml
 

@@ -1,0 +1,182 @@
+"""Command-line entry points of the training toolkit, for the main ``facelens`` CLI to mount.
+
+Subcommands (each an ``add_*_arguments(parser)`` / ``run_*(args) -> int`` pair taking an argparse namespace)::
+
+    facelens train --config recipes/NAME.yaml [--resume] [--out DIR] [--set key=value ...] [--fast-dev-run]
+    facelens preprocess --config recipes/NAME.yaml [--set key=value ...] [--force]
+    facelens export CHECKPOINT --out model.onnx [--int8]
+
+:func:`add_subcommands` registers all three on an ``argparse`` sub-parser set. This module imports neither
+torch nor the data readers at import time, so mounting it keeps ``facelens --help`` fast. ``python -m
+facelens.train`` runs the same commands stand-alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import FaceLensError
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, help="training recipe (YAML), e.g. recipes/mtl_mobilenetv2.yaml"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value with a dotted key, e.g. --set optim.lr=0.001 (repeatable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens train``."""
+    _add_config_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    parser.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
+    parser.add_argument(
+        "--fast-dev-run",
+        action="store_true",
+        help="smoke run: 1 epoch of 2 training and 2 validation batches",
+    )
+
+
+def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens preprocess``."""
+    _add_config_arguments(parser)
+    parser.add_argument("--force", action="store_true", help="rebuild even if an up-to-date cache exists")
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens export``."""
+    parser.add_argument("checkpoint", help="a .pt checkpoint written by facelens train (best.pt)")
+    parser.add_argument("--out", required=True, help="destination .onnx file")
+    parser.add_argument("--int8", action="store_true", help="quantise weights to int8 (dynamic quantisation)")
+
+
+def _load(args: argparse.Namespace, extra: Sequence[str] = ()):  # noqa: ANN202 - TrainConfig, lazily imported
+    from .config import load_config
+
+    return load_config(args.config, [*args.overrides, *extra])
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``facelens train``; returns the process exit code."""
+    extra = []
+    if args.out:
+        extra.append(f"train.out_dir={args.out}")
+    if args.fast_dev_run:
+        extra += ["train.fast_dev_run=2", "optim.epochs=1"]
+    try:
+        config = _load(args, extra)
+        from .engine import evaluate_checkpoint, train
+
+        progress = not args.no_progress
+        result = train(config, resume=args.resume, progress=progress)
+        summary = {
+            "best_checkpoint": str(result.best_checkpoint),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped": result.stopped,
+            "minutes": round(result.wall_seconds / 60.0, 1),
+            "best_val": {k: round(v, 4) for k, v in result.best_metrics.items()},
+        }
+        if not config.train.fast_dev_run and result.best_checkpoint.is_file():
+            try:
+                test = evaluate_checkpoint(result.best_checkpoint, "test", config.train.device, progress)
+                summary["test"] = {k: round(v, 4) for k, v in test.items()}
+            except FaceLensError:
+                pass  # no test split in this cache
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    print(json.dumps(summary, indent=2))
+    print(
+        f"export with: facelens export {result.best_checkpoint} "
+        f"--out {result.best_checkpoint.parent}/model.onnx"
+    )
+    return 0
+
+
+def run_preprocess(args: argparse.Namespace) -> int:
+    """Run ``facelens preprocess`` (build the cache only); returns the process exit code."""
+    try:
+        config = _load(args)
+        from .cache import build_cache
+
+        info = build_cache(config, force=args.force, progress=not args.no_progress)
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    print(
+        json.dumps(
+            {
+                "cache": str(info.path),
+                "reused": info.reused,
+                "samples": info.n_samples,
+                "faces": info.n_faces,
+                "no_face": info.no_face,
+                "unreadable": info.unreadable,
+                "seconds": round(info.seconds, 1),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Run ``facelens export``; returns the process exit code."""
+    try:
+        from .export import export_onnx, read_metadata
+
+        path = export_onnx(args.checkpoint, args.out, int8=args.int8)
+        meta = read_metadata(path)
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    print(f"wrote {path} ({meta.name}, input {meta.input.size}px, outputs {', '.join(meta.tasks)})")
+    return 0
+
+
+COMMANDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
+    "train": ("train a multi-task face model from a recipe", add_train_arguments, run_train),
+    "preprocess": (
+        "detect, align and cache the training faces of a recipe",
+        add_preprocess_arguments,
+        run_preprocess,
+    ),
+    "export": (
+        "export a training checkpoint to ONNX with facelens metadata",
+        add_export_arguments,
+        run_export,
+    ),
+}
+"""Subcommand name -> (help, add-arguments function, run function)."""
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train``, ``preprocess`` and ``export`` on a sub-parser set; each sets ``args.func``."""
+    for name, (help_text, add, run) in COMMANDS.items():
+        p = subparsers.add_parser(name, help=help_text, description=help_text)
+        add(p)
+        p.set_defaults(func=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m facelens.train``)."""
+    parser = argparse.ArgumentParser(prog="python -m facelens.train", description="facelens training toolkit")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,470 @@
+"""The training loop: cache -> batches -> multi-task network -> checkpoints.
+
+:func:`train` builds (or reuses) the preprocessing cache, then trains with AdamW and a per-step learning-rate
+schedule, validating after every epoch. Output folder (``train.out_dir``):
+
+- ``config.yaml``: the resolved config (also embedded in every checkpoint).
+- ``last.pt``: model, optimizer, scheduler, epoch, best score, early-stopping counter; written every epoch.
+- ``best.pt``: a copy of the checkpoint with the best validation ``score`` (see
+  :class:`~facelens.train.losses.MetricAccumulator`).
+- ``history.jsonl``: one line of training and validation metrics per epoch.
+
+Batches: every training batch holds a fixed share of each source (``DatasetSpec.weight``, normalised), each
+source cycling through its own seeded permutation, so small sources are oversampled rather than drowned out.
+An epoch is ``ceil(train samples / batch size)`` steps. Augmentation happens on whole batches in torch, see
+:func:`augment_batch`. Runs are seeded: batch order, augmentation and dropout depend only on ``train.seed``
+and the epoch, so a resumed run continues as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cache import build_cache, open_cache
+from .config import AugmentConfig, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
+from .losses import MetricAccumulator, multitask_loss
+from .models import IMAGENET_MEAN, IMAGENET_STD, MultiTaskNet, create_model
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes:
+        best_checkpoint: ``best.pt`` (best validation score).
+        last_checkpoint: ``last.pt`` (most recent epoch; resume from it).
+        best_metrics: Validation metrics of the best epoch.
+        best_epoch: That epoch (1-based).
+        epochs_run: Epochs completed in total, including those of earlier runs that were resumed.
+        wall_seconds: Wall-clock time of this call.
+        stopped: Why training ended: ``"completed"``, ``"early_stopping"`` or ``"time_budget"``.
+        cache: The cache folder used.
+
+    """
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_metrics: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    wall_seconds: float
+    stopped: str
+    cache: Path
+
+
+# --- device, seeds ------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def configure_threads(num_threads: int) -> int:
+    """Set torch's intra-op threads (0 = one per CPU core, which is fastest for 2-core machines)."""
+    n = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+# --- batches ------------------------------------------------------------------------------------------------
+
+
+class CacheBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose items are whole batches: ``dataset[list_of_rows]`` -> dict of tensors.
+
+    Images stay uint8 ``(N, S, S, 3)`` (augmentation and normalisation happen on the device). The memmap is
+    opened lazily so DataLoader workers open their own.
+    """
+
+    def __init__(self, path: Path, labels: dict[str, np.ndarray]) -> None:
+        self.path = Path(path)
+        self.labels = {k: labels[k] for k in ("age", "gender", "race", "attributes")}
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels["age"])
+
+    def __getitem__(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        if self._images is None:
+            self._images = np.load(self.path / "images.npy", mmap_mode="r")
+        rows_a = np.sort(np.asarray(rows, dtype=np.int64))  # sorted rows read the memmap sequentially
+        lab = self.labels
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(self._images[rows_a])),
+            "age": torch.from_numpy(lab["age"][rows_a].astype(np.float32)),
+            "gender": torch.from_numpy(lab["gender"][rows_a].astype(np.int64)),
+            "race": torch.from_numpy(lab["race"][rows_a].astype(np.int64)),
+            "attributes": torch.from_numpy(lab["attributes"][rows_a].astype(np.float32)),
+        }
+
+
+def mixed_batches(
+    sources: dict[str, np.ndarray],
+    weights: dict[str, float],
+    batch_size: int,
+    steps: int,
+    seed: int,
+    epoch: int,
+) -> list[list[int]]:
+    """Row lists of ``steps`` training batches, each with a fixed share of every source.
+
+    The share of source ``s`` is ``batch_size * weights[s] / sum(weights)``, rounded by largest remainder.
+    Each source is drawn from consecutive seeded permutations of its rows (a new permutation when one runs
+    out).
+
+    Args:
+        sources: Source id -> cache rows of its training samples (sources without rows are ignored).
+        weights: Source id -> mixing weight.
+        batch_size: Rows per batch.
+        steps: Number of batches.
+        seed: Run seed.
+        epoch: Epoch number (batches differ per epoch, reproducibly).
+
+    """
+    live = [s for s in sources if len(sources[s]) > 0 and weights.get(s, 0.0) > 0]
+    if not live:
+        raise ConfigError("no training samples: every source with weight > 0 is empty in the cache")
+    w = np.array([weights[s] for s in live], dtype=np.float64)
+    raw = batch_size * w / w.sum()
+    quota = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - quota))[: batch_size - quota.sum()]:
+        quota[i] += 1
+    rng = np.random.default_rng([seed, epoch])
+    streams = []
+    for s, q in zip(live, quota, strict=True):
+        need, rows = int(q) * steps, sources[s]
+        reps = -(-need // len(rows)) if need else 0
+        streams.append(np.concatenate([rng.permutation(rows) for _ in range(reps)] or [rows[:0]])[:need])
+    batches = []
+    for b in range(steps):
+        parts = [st[b * q : (b + 1) * q] for st, q in zip(streams, quota, strict=True)]
+        batches.append(np.concatenate(parts).tolist())
+    return batches
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """Float ``(N, 3, H, W)`` in 0..1 -> ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def prepare_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Convert uint8 ``(N, S, S, 3)`` -> normalised float ``(N, 3, size, size)`` (for evaluation).
+
+    Resizes bilinearly (no antialiasing, like the warp at inference) when ``size`` differs from ``S``.
+    """
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return normalise(x)
+
+
+def augment_batch(
+    images: torch.Tensor, cfg: AugmentConfig, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Training preprocessing with cheap, label-preserving batch augmentations, all in torch.
+
+    Per image, drawn uniformly: horizontal flip with probability ``cfg.flip``; one similarity warp combining
+    zoom ``1 +- cfg.scale``, rotation ``+- cfg.rotate`` degrees and shift ``+- cfg.shift`` of the side
+    (bilinear, border pixels replicated as in :func:`facelens.align.align_face`), which also resizes to
+    ``size``; brightness ``x * (1 +- cfg.brightness)``; contrast ``(x - mean) * (1 +- cfg.contrast) + mean``
+    around the image's mean; clamped to 0..1, then ImageNet-normalised. No label depends on left/right, so
+    flipping keeps all labels.
+
+    Args:
+        images: uint8 ``(N, S, S, 3)`` on the training device.
+        cfg: Augmentation strengths.
+        size: Output side.
+        generator: Random generator on the same device.
+
+    Returns:
+        Float ``(N, 3, size, size)``.
+
+    """
+    n, dev = images.shape[0], images.device
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, device=dev, generator=generator) * (hi - lo) + lo
+
+    flip = torch.where(uniform(0, 1) < cfg.flip, -1.0, 1.0)
+    zoom = uniform(1 - cfg.scale, 1 + cfg.scale)
+    angle = uniform(-cfg.rotate, cfg.rotate) * (math.pi / 180.0)
+    tx, ty = uniform(-cfg.shift, cfg.shift) * 2.0, uniform(-cfg.shift, cfg.shift) * 2.0
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = x * uniform(1 - cfg.brightness, 1 + cfg.brightness).view(n, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * uniform(1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1) + mean
+    return normalise(x.clamp_(0.0, 1.0))
+
+
+# --- optimisation -------------------------------------------------------------------------------------------
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices/kernels only (not on biases and norm parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule: ``"cosine"`` (linear warm-up, cosine decay) or ``"onecycle"`` (OneCycleLR)."""
+    o = config.optim
+    total = max(1, o.epochs * steps_per_epoch)
+    if o.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=o.lr, total_steps=total + 1)
+    warm = min(int(round(o.warmup_epochs * steps_per_epoch)), total - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[MultiTaskNet, TrainConfig, dict]:
+    """Rebuild the network of a checkpoint (without downloading or reading ImageNet weights).
+
+    Returns:
+        The model in eval mode, its training config, and the raw checkpoint dict.
+
+    """
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    config = config_from_dict(ckpt["config"])
+    model = create_model(config.model.arch, pretrained=False, dropout=config.model.dropout)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), config, ckpt
+
+
+def _save(payload: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+# --- loops --------------------------------------------------------------------------------------------------
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _loader(ds: CacheBatches, batches: list[list[int]], workers: int, device: torch.device) -> Any:
+    return torch.utils.data.DataLoader(
+        ds, sampler=batches, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda"
+    )
+
+
+@torch.no_grad()
+def evaluate_rows(
+    model: nn.Module,
+    ds: CacheBatches,
+    rows: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    max_batches: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Compute the validation metrics of ``model`` on some cache rows (see :class:`MetricAccumulator`)."""
+    from tqdm import tqdm
+
+    model.eval()
+    bs = config.train.val_batch_size
+    batches = [rows[i : i + bs].tolist() for i in range(0, len(rows), bs)]
+    if max_batches > 0:
+        batches = batches[:max_batches]
+    acc = MetricAccumulator()
+    loader = _loader(ds, batches, 0, device)
+    for batch in tqdm(loader, total=len(batches), desc="validate", disable=not progress, leave=False):
+        batch = _to_device(batch, device)
+        out = model(prepare_batch(batch.pop("image"), config.model.input_size))
+        loss, _ = multitask_loss(out, batch, config.optim)
+        acc.update(out, batch, float(loss))
+    return acc.compute()
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a multi-task network as the config says.
+
+    Args:
+        config: The resolved training config.
+        resume: Continue from ``<out_dir>/last.pt`` (model, optimizer, scheduler, epoch, early-stopping
+            state).
+            Without a checkpoint there, training starts afresh.
+        progress: Show tqdm progress bars.
+
+    Returns:
+        Where the checkpoints are and how training went.
+
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    tc, oc = config.train, config.optim
+    device = resolve_device(tc.device)
+    configure_threads(tc.num_threads)
+    out = Path(tc.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+
+    info = build_cache(config, progress=progress)
+    cache = open_cache(info.path)
+    labels = cache.labels
+    ds = CacheBatches(info.path, labels)
+    is_train = labels["split"] == "train"
+    train_rows = {
+        s.key: np.flatnonzero(is_train & (labels["dataset"] == s.key)) for s in config.data.datasets
+    }
+    weights = {s.key: s.weight for s in config.data.datasets}
+    val_rows = np.flatnonzero(labels["split"] == "val")
+    n_train = sum(len(r) for r in train_rows.values())
+    steps = max(1, math.ceil(n_train / oc.batch_size))
+    if tc.fast_dev_run > 0:
+        steps = min(steps, tc.fast_dev_run)
+
+    torch.manual_seed(tc.seed)
+    model = create_model(config.model.arch, pretrained=config.model.pretrained, dropout=config.model.dropout)
+    model = model.to(device)
+    optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
+    scheduler = make_scheduler(optimizer, config, steps)
+    first_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, 0, 0
+    best_metrics: dict[str, float] = {}
+    if resume and last_path.is_file():
+        ckpt = torch.load(last_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        first_epoch, best_score = ckpt["epoch"], ckpt["best_score"]
+        best_epoch, bad_epochs, best_metrics = ckpt["best_epoch"], ckpt["bad_epochs"], ckpt["best_metrics"]
+    save_config(config, out / "config.yaml")
+
+    budget = tc.max_minutes * 60.0 if tc.max_minutes > 0 else math.inf
+    stopped, epochs_run = "completed", first_epoch
+    gen = torch.Generator(device=device)
+    for epoch in range(first_epoch, oc.epochs):
+        torch.manual_seed(tc.seed * 1000 + epoch)
+        gen.manual_seed(tc.seed * 1000 + epoch)
+        model.train()
+        batches = mixed_batches(train_rows, weights, oc.batch_size, steps, tc.seed, epoch)
+        loader = _loader(ds, batches, tc.num_workers, device)
+        bar = tqdm(
+            loader, total=steps, desc=f"epoch {epoch + 1}/{oc.epochs}", disable=not progress, unit="batch"
+        )
+        run_loss, seen, t_epoch = 0.0, 0, time.perf_counter()
+        for step, batch in enumerate(bar):
+            batch = _to_device(batch, device)
+            x = augment_batch(batch.pop("image"), config.augment, config.model.input_size, gen)
+            loss, parts = multitask_loss(model(x), batch, oc)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if oc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), oc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            run_loss, seen = run_loss + float(loss), seen + 1
+            if step % tc.log_every == 0:
+                bar.set_postfix(loss=f"{run_loss / seen:.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
+            if time.perf_counter() - start > budget:
+                stopped = "time_budget"
+                break
+        bar.close()
+        train_seconds = time.perf_counter() - t_epoch
+        metrics = evaluate_rows(model, ds, val_rows, config, device, tc.fast_dev_run, progress)
+        improved = metrics["score"] > best_score
+        if improved:
+            best_score, best_epoch, best_metrics, bad_epochs = metrics["score"], epoch + 1, metrics, 0
+        else:
+            bad_epochs += 1
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch + 1,
+            "config": config_to_dict(config),
+            "metrics": metrics,
+            "best_score": best_score,
+            "best_epoch": best_epoch,
+            "best_metrics": best_metrics,
+            "bad_epochs": bad_epochs,
+            "cache": str(info.path),
+        }
+        _save(payload, last_path)
+        epochs_run = epoch + 1
+        if improved:
+            shutil.copyfile(last_path, best_path)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": run_loss / max(seen, 1),
+            "train_steps": seen,
+            "train_seconds": round(train_seconds, 1),
+            "lr": scheduler.get_last_lr()[0],
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        with open(out / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if progress:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            tqdm.write(f"epoch {epoch + 1}: {shown}" + (" (best)" if improved else ""))
+        if stopped == "time_budget":
+            break
+        if tc.patience > 0 and bad_epochs >= tc.patience:
+            stopped = "early_stopping"
+            break
+    return TrainResult(
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+        best_metrics=best_metrics,
+        best_epoch=best_epoch,
+        epochs_run=epochs_run,
+        wall_seconds=time.perf_counter() - start,
+        stopped=stopped,
+        cache=info.path,
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, split: str = "test", device: str = "auto", progress: bool = True
+) -> dict[str, float]:
+    """Metrics of a checkpoint on one split of the cache it was trained on (``"test"`` for the final report).
+
+    Raises:
+        ConfigError: If that split has no samples in the cache.
+
+    """
+    dev = resolve_device(device)
+    model, config, ckpt = load_checkpoint(checkpoint, dev)
+    cache = open_cache(ckpt["cache"])
+    rows = np.flatnonzero(cache.labels["split"] == split)
+    if len(rows) == 0:
+        raise ConfigError(f"the cache {cache.path} has no {split!r} samples")
+    return evaluate_rows(model, CacheBatches(cache.path, cache.labels), rows, config, dev, progress=progress)

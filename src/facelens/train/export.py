@@ -1,0 +1,204 @@
+"""Export a training checkpoint to a self-describing ONNX model for the facelens runtime.
+
+The exported graph takes the normalised ``(N, 3, S, S)`` float32 input ``input`` and returns PROBABILITIES
+(softmax or sigmoid inside the graph): ``age_probs`` ``(N, 101)`` over the years 0..100, ``gender_probs``
+``(N, 2)``, ``race_probs`` ``(N, 5)`` and ``attr_probs`` ``(N, 40)``. The batch axis is dynamic. Preprocessing
+(input size, ImageNet mean/std, alignment template and crop size), labels, age groups, licence and validation
+metrics are stored as :class:`facelens.heads.metadata.ModelMetadata` in the model's ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..heads.metadata import InputSpec, ModelMetadata, OutputSpec
+from ..labels import AGE_GROUP_SCHEMES, CELEBA_ATTRIBUTES, GENDERS, RACES
+from .cache import get_template
+from .config import TrainConfig
+from .engine import load_checkpoint
+from .models import AGE_MIN, IMAGENET_MEAN, IMAGENET_STD, MultiTaskNet
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAMES: dict[str, str] = {
+    "age": "age_probs",
+    "gender": "gender_probs",
+    "race": "race_probs",
+    "attributes": "attr_probs",
+}
+"""Task -> name of its probability output."""
+
+OUTPUT_LABELS: dict[str, tuple[str, ...]] = {
+    "age": (),
+    "gender": GENDERS,
+    "race": RACES,
+    "attributes": CELEBA_ATTRIBUTES,
+}
+
+LICENSE_TEXT = (
+    "Model code: MIT (facelens). Backbone initialised from torchvision's ImageNet MobileNetV2 weights "
+    "(BSD-3). The weights were trained on UTKFace and CelebA, which are released for NON-COMMERCIAL "
+    "RESEARCH PURPOSES ONLY; check their terms before any commercial use of this model. No training images "
+    "are included."
+)
+
+
+class ProbabilityNet(nn.Module):
+    """Wraps a :class:`MultiTaskNet` so that it returns probabilities as a tuple in task order."""
+
+    def __init__(self, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.net = net
+        self.tasks = net.tasks
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return one probability tensor per task (softmax; sigmoid for attributes)."""
+        logits = self.net(x)
+        return tuple(
+            torch.sigmoid(logits[t]) if t == "attributes" else torch.softmax(logits[t], dim=1)
+            for t in self.tasks
+        )
+
+
+def build_metadata(
+    config: TrainConfig, tasks: tuple[str, ...], metrics: dict[str, Any], version: str
+) -> ModelMetadata:
+    """Build the :class:`ModelMetadata` of a model trained with ``config``."""
+    size = config.model.input_size
+    alignment = {**get_template(config.preprocess.template).to_dict(), "size": size}
+    datasets = ", ".join(sorted({d.name for d in config.data.datasets}))
+    return ModelMetadata(
+        name=f"facelens-{config.name}",
+        version=version,
+        input=InputSpec(name=INPUT_NAME, size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        alignment=alignment,
+        outputs=tuple(OutputSpec(OUTPUT_NAMES[t], t, OUTPUT_LABELS[t]) for t in tasks),
+        age_min=AGE_MIN,
+        age_groups={k: [list(g) for g in v] for k, v in AGE_GROUP_SCHEMES.items()},
+        license=LICENSE_TEXT,
+        description=(
+            f"{config.model.arch} multi-task face model ({', '.join(tasks)}) trained by facelens.train "
+            f"on {datasets}"
+        ),
+        metrics=metrics,
+        extra={"arch": config.model.arch, "recipe": config.name, "datasets": datasets},
+    )
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facelens")
+    except PackageNotFoundError:
+        return "0"
+
+
+def write_metadata(path: str | Path, props: dict[str, str]) -> None:
+    """Replace the ``facelens.*`` metadata of an ONNX file with ``props`` (other keys are kept)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if not p.key.startswith("facelens.")]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.append(p)
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read the :class:`ModelMetadata` of an exported model."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    out_path: str | Path,
+    metrics: dict[str, Any] | None = None,
+    version: str | None = None,
+    int8: bool = False,
+) -> Path:
+    """Export a checkpoint to ONNX with probability outputs and facelens metadata.
+
+    Args:
+        checkpoint: A ``.pt`` written by :func:`facelens.train.engine.train`.
+        out_path: Destination ``.onnx`` file.
+        metrics: Metrics to record (default: the checkpoint's validation metrics).
+        version: Model version string (default: the installed facelens version).
+        int8: Also quantise the weights to int8 (:func:`quantize_int8`), in place.
+
+    Returns:
+        ``out_path``.
+
+    """
+    model, config, ckpt = load_checkpoint(checkpoint, "cpu")
+    wrapped = ProbabilityNet(model).eval()
+    size = config.model.input_size
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    names = [OUTPUT_NAMES[t] for t in wrapped.tasks]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but needs no onnxscript
+        torch.onnx.export(
+            wrapped,
+            (torch.zeros(1, 3, size, size),),
+            str(out_path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            do_constant_folding=True,
+        )
+    if metrics is None:
+        metrics = {f"val_{k}": round(float(v), 5) for k, v in ckpt.get("metrics", {}).items()}
+        metrics["epoch"] = int(ckpt.get("epoch", 0))
+    meta = build_metadata(config, wrapped.tasks, metrics, version or _package_version())
+    write_metadata(out_path, meta.to_props())
+    if int8:
+        quantize_int8(out_path, out_path)
+    return out_path
+
+
+def quantize_int8(src: str | Path, dst: str | Path, op_types: tuple[str, ...] | None = None) -> Path:
+    """Dynamic int8 weight quantisation with ONNX Runtime, keeping the facelens metadata.
+
+    Args:
+        src: Float ONNX model.
+        dst: Output path (may equal ``src``).
+        op_types: Operator types to quantise (default: ONNX Runtime's default set, which includes Conv).
+
+    Returns:
+        ``dst``.
+
+    """
+    import shutil
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "q.onnx"
+        quantize_dynamic(
+            src, out, weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types) if op_types else None
+        )
+        meta = {k: v for k, v in props.items() if k.startswith("facelens.")}
+        meta["facelens.extra.quantization"] = "dynamic-int8"
+        write_metadata(out, meta)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(out, dst)
+    return dst
