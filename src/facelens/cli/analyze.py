@@ -65,6 +65,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,})",
     )  # fmt: skip
     p.add_argument("--every", type=int, default=1, metavar="N", help="videos: analyse every N-th frame")
+    p.add_argument(
+        "--track", action="store_true",
+        help="videos: follow faces across frames (track ids, smoothed predictions, a per-track summary)",
+    )  # fmt: skip
+    p.add_argument(
+        "--head-every", type=int, default=1, metavar="N",
+        help="videos with --track: re-run the heads on a track only every N analysed frames (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tracks-output", type=Path, metavar="FILE",
+        help="videos with --track: write per-track summaries as JSON Lines to FILE (default: stderr summary)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)")
 
 
@@ -85,16 +97,12 @@ def _analyzer(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def _results(analyzer, paths: list[Path], every: int) -> Iterator[ImageResult]:  # noqa: ANN001
+def _results(analyzer, paths: list[Path], args: argparse.Namespace) -> Iterator[ImageResult]:  # noqa: ANN001
     from ..io import load_image
 
     for path in paths:
         if is_video(path):
-            try:
-                for fr in iter_video_frames(path, every):
-                    yield analyzer.analyze_array(fr.image, path=str(path), frame=fr.index)
-            except FaceLensError as exc:
-                yield ImageResult(str(path), 0, 0, (), str(exc), exc.code)
+            yield from _video_results(analyzer, path, args)
             continue
         try:
             image = load_image(path, max_pixels=analyzer.config.max_pixels)
@@ -104,11 +112,44 @@ def _results(analyzer, paths: list[Path], every: int) -> Iterator[ImageResult]: 
         yield analyzer.analyze_array(image, path=str(path))
 
 
+def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[ImageResult]:  # noqa: ANN001
+    from ..video import VideoAnalyzer, write_annotated_video
+
+    video = VideoAnalyzer(analyzer, head_every=args.head_every) if args.track else None
+    annotated: list[tuple[ImageResult, object]] = []
+    try:
+        for fr in iter_video_frames(path, args.every):
+            if video is not None:
+                res = video.process_frame(fr.image, fr.index, str(path))
+            else:
+                res = analyzer.analyze_array(fr.image, path=str(path), frame=fr.index)
+            if args.annotate:
+                annotated.append((res, fr.image))
+            yield res
+    except FaceLensError as exc:
+        yield ImageResult(str(path), 0, 0, (), str(exc), exc.code)
+        return
+    if annotated:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+        write_annotated_video(annotated, args.annotate / f"{path.stem}.annotated.avi", fps=25.0 / args.every)
+    if video is not None:
+        lines = [json.dumps({"path": str(path), **t.to_dict()}) for t in video.track_results()]
+        if args.tracks_output:
+            with open(args.tracks_output, "a", encoding="utf-8") as fh:
+                fh.writelines(line + "\n" for line in lines)
+        else:
+            print(f"{path}: {len(lines)} track(s)", file=sys.stderr)
+            for line in lines:
+                print("  " + line, file=sys.stderr)
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     """Run ``analyze`` or ``detect``; returns 1 if any input failed, else 0."""
-    if args.every < 1:
-        print("error: --every must be >= 1", file=sys.stderr)
+    if args.every < 1 or args.head_every < 1:
+        print("error: --every and --head-every must be >= 1", file=sys.stderr)
         return 2
+    if args.tracks_output:
+        args.tracks_output.write_text("")
     if not args.paths:
         print(f"note: no PATH given; analysing the bundled sample photo {SAMPLE_IMAGE}", file=sys.stderr)
         args.paths = [str(SAMPLE_IMAGE)]
@@ -128,7 +169,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     writer = _Writer(out, "json" if args.json else "csv" if args.csv else "text")
     failed = 0
     try:
-        for res in _progress(_results(analyzer, paths, args.every), len(paths), args.no_progress):
+        for res in _progress(_results(analyzer, paths, args), len(paths), args.no_progress):
             failed += not res.ok
             writer.write(res)
             if args.annotate and res.ok and res.faces is not None:

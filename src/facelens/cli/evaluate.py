@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_head_evals(esub: argparse._SubParsersAction) -> None:
     try:
-        from ..train import evaluate as head_eval
+        from ..eval import heads as head_eval
     except ImportError:
         return
     register = getattr(head_eval, "register", None)

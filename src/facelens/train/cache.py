@@ -127,9 +127,7 @@ def assign_splits(n: int, val_fraction: float, test_fraction: float, seed: int, 
     return splits
 
 
-def to_records(
-    source: str, samples: Any, val_fraction: float, test_fraction: float, seed: int
-) -> list[SampleRecord]:
+def to_records(source: str, samples: Any, val_fraction: float, test_fraction: float, seed: int) -> list[SampleRecord]:
     """Convert :class:`facelens.data.FaceSample` objects of one source to :class:`SampleRecord`.
 
     Samples without a split get one from :func:`assign_splits` (computed over those samples only). When a
@@ -182,9 +180,7 @@ def collect_records(config: TrainConfig) -> tuple[list[SampleRecord], dict[str, 
             rng = np.random.default_rng([config.data.seed, zlib.crc32(spec.key.encode()), 1])
             keep = np.sort(rng.choice(len(keep), spec.max_samples, replace=False))
         samples = [index.samples[i] for i in keep]
-        recs = to_records(
-            spec.key, samples, config.data.val_fraction, config.data.test_fraction, config.data.seed
-        )
+        recs = to_records(spec.key, samples, config.data.val_fraction, config.data.test_fraction, config.data.seed)
         records.extend(replace(r, source_index=int(keep[r.source_index])) for r in recs)
         sources[spec.key] = {
             "reader": spec.name,
@@ -314,9 +310,7 @@ def cache_key(config: TrainConfig, records: list[SampleRecord]) -> str:
     for r in records:
         age = "nan" if math.isnan(r.age) else repr(r.age)
         attrs = "".join("x" if a < 0 else str(a) for a in r.attributes)
-        h.update(
-            f"{r.dataset}|{r.source_index}|{r.path}|{age}|{r.gender}|{r.race}|{attrs}|{r.split}\n".encode()
-        )
+        h.update(f"{r.dataset}|{r.source_index}|{r.path}|{age}|{r.gender}|{r.race}|{attrs}|{r.split}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -373,9 +367,7 @@ def build_cache(
         lms = np.load(part / "landmarks.npy")
         scores = np.load(part / "scores.npy")
     else:
-        images = np.lib.format.open_memmap(
-            img_path, mode="w+", dtype=np.uint8, shape=(max(n, 1), size, size, 3)
-        )
+        images = np.lib.format.open_memmap(img_path, mode="w+", dtype=np.uint8, shape=(max(n, 1), size, size, 3))
         status = np.full(n, _PENDING, np.int8)
         lms = np.zeros((n, 5, 2), np.float32)
         scores = np.zeros(n, np.float32)
@@ -392,9 +384,7 @@ def build_cache(
     init_args = (pre.detector, dict(pre.detector_options), size, template)
     from tqdm import tqdm
 
-    bar = tqdm(
-        total=n, initial=n - len(todo), desc="preprocess", unit="img", disable=not progress, smoothing=0.05
-    )
+    bar = tqdm(total=n, initial=n - len(todo), desc="preprocess", unit="img", disable=not progress, smoothing=0.05)
     ctx = multiprocessing.get_context("spawn")  # safe even when torch (threads) is already loaded
     pool = ctx.Pool(pre.workers, _init_worker, init_args) if pre.workers > 0 and chunks else None
     try:
@@ -421,9 +411,7 @@ def build_cache(
     _finalise(config, records, sources, images, status, lms, scores, out, key, time.perf_counter() - start)
     shutil.rmtree(part)
     t = json.loads(meta_path.read_text())["totals"]
-    return CacheInfo(
-        out, key, n, t["faces"], t["no_face"], t["unreadable"], time.perf_counter() - start, False
-    )
+    return CacheInfo(out, key, n, t["faces"], t["no_face"], t["unreadable"], time.perf_counter() - start, False)
 
 
 def _finalise(

@@ -22,9 +22,7 @@ from ..errors import FaceLensError
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", required=True, help="training recipe (YAML), e.g. recipes/mtl_mobilenetv2.yaml"
-    )
+    parser.add_argument("--config", required=True, help="training recipe (YAML), e.g. recipes/mtl_mobilenetv2.yaml")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -102,10 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     except (FaceLensError, OSError) as exc:
         return _fail(exc)
     print(json.dumps(summary, indent=2))
-    print(
-        f"export with: facelens export {result.best_checkpoint} "
-        f"--out {result.best_checkpoint.parent}/model.onnx"
-    )
+    print(f"export with: facelens export {result.best_checkpoint} --out {result.best_checkpoint.parent}/model.onnx")
     return 0
 
 
@@ -148,9 +143,7 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[
-    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
-] = {
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train a multi-task face model from a recipe", add_train_arguments, run_train),
     "preprocess": (
         "detect, align and cache the training faces of a recipe",

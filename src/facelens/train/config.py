@@ -145,8 +145,8 @@ class OptimConfig:
 
     """
 
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    lr: float = 1e-3
+    weight_decay: float = 0.01
     batch_size: int = 64
     epochs: int = 10
     schedule: str = "cosine"
@@ -299,9 +299,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         _, val_tp = typing.get_args(tp)
-        return {
-            str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()
-        }
+        return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float:

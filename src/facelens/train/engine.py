@@ -175,9 +175,7 @@ def prepare_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     return normalise(x)
 
 
-def augment_batch(
-    images: torch.Tensor, cfg: AugmentConfig, size: int, generator: torch.Generator
-) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, cfg: AugmentConfig, size: int, generator: torch.Generator) -> torch.Tensor:
     """Training preprocessing with cheap, label-preserving batch augmentations, all in torch.
 
     Per image, drawn uniformly: horizontal flip with probability ``cfg.flip``; one similarity warp combining
@@ -250,9 +248,7 @@ def make_scheduler(
 # --- checkpoints --------------------------------------------------------------------------------------------
 
 
-def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[MultiTaskNet, TrainConfig, dict]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiTaskNet, TrainConfig, dict]:
     """Rebuild the network of a checkpoint (without downloading or reading ImageNet weights).
 
     Returns:
@@ -313,7 +309,9 @@ def evaluate_rows(
     return acc.compute()
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig, resume: bool = False, progress: bool = True, cache: str | Path | None = None
+) -> TrainResult:
     """Train a multi-task network as the config says.
 
     Args:
@@ -322,6 +320,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             state).
             Without a checkpoint there, training starts afresh.
         progress: Show tqdm progress bars.
+        cache: Use this finished cache folder instead of building (or finding) the one the config describes.
 
     Returns:
         Where the checkpoints are and how training went.
@@ -337,14 +336,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
-    info = build_cache(config, progress=progress)
-    cache = open_cache(info.path)
-    labels = cache.labels
-    ds = CacheBatches(info.path, labels)
+    cache_path = Path(cache) if cache is not None else build_cache(config, progress=progress).path
+    labels = open_cache(cache_path).labels
+    ds = CacheBatches(cache_path, labels)
     is_train = labels["split"] == "train"
-    train_rows = {
-        s.key: np.flatnonzero(is_train & (labels["dataset"] == s.key)) for s in config.data.datasets
-    }
+    train_rows = {s.key: np.flatnonzero(is_train & (labels["dataset"] == s.key)) for s in config.data.datasets}
     weights = {s.key: s.weight for s in config.data.datasets}
     val_rows = np.flatnonzero(labels["split"] == "val")
     n_train = sum(len(r) for r in train_rows.values())
@@ -377,9 +373,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         model.train()
         batches = mixed_batches(train_rows, weights, oc.batch_size, steps, tc.seed, epoch)
         loader = _loader(ds, batches, tc.num_workers, device)
-        bar = tqdm(
-            loader, total=steps, desc=f"epoch {epoch + 1}/{oc.epochs}", disable=not progress, unit="batch"
-        )
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{oc.epochs}", disable=not progress, unit="batch")
         run_loss, seen, t_epoch = 0.0, 0, time.perf_counter()
         for step, batch in enumerate(bar):
             batch = _to_device(batch, device)
@@ -391,7 +385,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 nn.utils.clip_grad_norm_(model.parameters(), oc.grad_clip)
             optimizer.step()
             scheduler.step()
-            run_loss, seen = run_loss + float(loss), seen + 1
+            run_loss, seen = run_loss + loss.item(), seen + 1
             if step % tc.log_every == 0:
                 bar.set_postfix(loss=f"{run_loss / seen:.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
             if time.perf_counter() - start > budget:
@@ -416,7 +410,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "best_epoch": best_epoch,
             "best_metrics": best_metrics,
             "bad_epochs": bad_epochs,
-            "cache": str(info.path),
+            "cache": str(cache_path),
         }
         _save(payload, last_path)
         epochs_run = epoch + 1
@@ -448,7 +442,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         epochs_run=epochs_run,
         wall_seconds=time.perf_counter() - start,
         stopped=stopped,
-        cache=info.path,
+        cache=cache_path,
     )
 
 

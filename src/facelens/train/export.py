@@ -60,14 +60,11 @@ class ProbabilityNet(nn.Module):
         """Return one probability tensor per task (softmax; sigmoid for attributes)."""
         logits = self.net(x)
         return tuple(
-            torch.sigmoid(logits[t]) if t == "attributes" else torch.softmax(logits[t], dim=1)
-            for t in self.tasks
+            torch.sigmoid(logits[t]) if t == "attributes" else torch.softmax(logits[t], dim=1) for t in self.tasks
         )
 
 
-def build_metadata(
-    config: TrainConfig, tasks: tuple[str, ...], metrics: dict[str, Any], version: str
-) -> ModelMetadata:
+def build_metadata(config: TrainConfig, tasks: tuple[str, ...], metrics: dict[str, Any], version: str) -> ModelMetadata:
     """Build the :class:`ModelMetadata` of a model trained with ``config``."""
     size = config.model.input_size
     alignment = {**get_template(config.preprocess.template).to_dict(), "size": size}
@@ -82,8 +79,7 @@ def build_metadata(
         age_groups={k: [list(g) for g in v] for k, v in AGE_GROUP_SCHEMES.items()},
         license=LICENSE_TEXT,
         description=(
-            f"{config.model.arch} multi-task face model ({', '.join(tasks)}) trained by facelens.train "
-            f"on {datasets}"
+            f"{config.model.arch} multi-task face model ({', '.join(tasks)}) trained by facelens.train on {datasets}"
         ),
         metrics=metrics,
         extra={"arch": config.model.arch, "recipe": config.name, "datasets": datasets},

@@ -147,18 +147,13 @@ class MultiTaskNet(nn.Module):
 
     """
 
-    def __init__(
-        self, backbone: nn.Module, tasks: dict[str, int] | None = None, dropout: float = 0.2
-    ) -> None:
+    def __init__(self, backbone: nn.Module, tasks: dict[str, int] | None = None, dropout: float = 0.2) -> None:
         super().__init__()
         tasks = dict(TASK_OUTPUTS if tasks is None else tasks)
         self.backbone = backbone
         feat = int(backbone.out_features)
         self.heads = nn.ModuleDict(
-            {
-                name: nn.Sequential(nn.Dropout(dropout), nn.Linear(feat, width))
-                for name, width in tasks.items()
-            }
+            {name: nn.Sequential(nn.Dropout(dropout), nn.Linear(feat, width)) for name, width in tasks.items()}
         )
         for head in self.heads.values():
             nn.init.normal_(head[1].weight, std=0.01)

