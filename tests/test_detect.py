@@ -192,7 +192,8 @@ def test_max_side_none_vs_default(astronaut_rgb: np.ndarray) -> None:
     _check_astronaut(a, scale=2.0)
     _check_astronaut(b, scale=2.0)
     assert box_iou(_box(a[0]), _box(b[0])) > 0.85
-    np.testing.assert_allclose(a[0].landmarks.to_array(), b[0].landmarks.to_array(), atol=8.0)
+    # Landmarks move a little with the working resolution: within 8% of the face width.
+    np.testing.assert_allclose(a[0].landmarks.to_array(), b[0].landmarks.to_array(), atol=0.08 * a[0].box.width)
 
 
 def test_upscale_option(astronaut_rgb: np.ndarray) -> None:

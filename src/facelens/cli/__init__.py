@@ -12,7 +12,7 @@ from .. import __version__
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     from .. import bench
-    from . import analyze, evaluate
+    from . import analyze, batch, evaluate
 
     parser = argparse.ArgumentParser(
         prog="facelens",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.register(sub)
     evaluate.register(sub)
     bench.register(sub)
+    batch.register(sub)
     _register_train(sub)
     return parser
 

@@ -433,7 +433,10 @@ def write_plots(
         fig, axes = plt.subplots(1, len(views), figsize=(4 * len(views), 3.8), squeeze=False)
         for ax, v in zip(axes[0], views, strict=True):
             scale = 100.0 if v.unit == "fraction" else 1.0
-            ax.bar([g.group for g in v.groups], [scale * g.value if g.n else 0 for g in v.groups])
+            heights = [scale * g.value if g.n else 0.0 for g in v.groups]
+            ax.bar([g.group for g in v.groups], heights)
+            for x, (g, h) in enumerate(zip(v.groups, heights, strict=True)):
+                ax.annotate(f"n={g.n}", (x, h), ha="center", va="bottom", fontsize=7)
             unit = "%" if v.unit == "fraction" else "years"
             ax.set(title=f"{v.metric} by {v.by}", ylabel=f"{v.metric} ({unit})")
             ax.tick_params(axis="x", rotation=45)

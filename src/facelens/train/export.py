@@ -132,7 +132,7 @@ def export_onnx(
         out_path: Destination ``.onnx`` file.
         metrics: Metrics to record (default: the checkpoint's validation metrics).
         version: Model version string (default: the installed facelens version).
-        int8: Also quantise the weights to int8 (:func:`quantize_int8`), in place.
+        int8: Also quantise weights to int8 (:func:`quantize_int8` with its default operators), in place.
 
     Returns:
         ``out_path``.
@@ -167,13 +167,23 @@ def export_onnx(
     return out_path
 
 
-def quantize_int8(src: str | Path, dst: str | Path, op_types: tuple[str, ...] | None = None) -> Path:
+DEFAULT_INT8_OPS: tuple[str, ...] = ("MatMul", "Gemm")
+"""Operators :func:`quantize_int8` quantises by default. Measured on this project's MobileNetV2 (112 px, ORT 1.32,
+2-core CPU): also quantising ``Conv`` shrinks the file from 9.6 MB to 2.6 MB but ONNX Runtime's ``ConvInteger`` ran
+about 10x slower than float and moved probabilities by up to 0.27; the heads alone stay within 0.003."""
+
+
+def quantize_int8(
+    src: str | Path, dst: str | Path, op_types: tuple[str, ...] | None = DEFAULT_INT8_OPS, per_channel: bool = False
+) -> Path:
     """Dynamic int8 weight quantisation with ONNX Runtime, keeping the facelens metadata.
 
     Args:
         src: Float ONNX model.
         dst: Output path (may equal ``src``).
-        op_types: Operator types to quantise (default: ONNX Runtime's default set, which includes Conv).
+        op_types: Operator types to quantise (:data:`DEFAULT_INT8_OPS`; ``None`` = ONNX Runtime's default set,
+            which includes ``Conv``).
+        per_channel: Quantise weights per output channel.
 
     Returns:
         ``dst``.
@@ -190,10 +200,15 @@ def quantize_int8(src: str | Path, dst: str | Path, op_types: tuple[str, ...] | 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "q.onnx"
         quantize_dynamic(
-            src, out, weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types) if op_types else None
+            src,
+            out,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=list(op_types) if op_types else None,
         )
         meta = {k: v for k, v in props.items() if k.startswith("facelens.")}
         meta["facelens.extra.quantization"] = "dynamic-int8"
+        meta["facelens.extra.quantized_ops"] = ",".join(op_types) if op_types else "onnxruntime-default"
         write_metadata(out, meta)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(out, dst)

@@ -1,0 +1,334 @@
+"""``facelens batch``: analyse many images into JSON Lines or Parquet, resumably, on all cores or on Ray.
+
+Resuming: results are appended as they complete (JSON Lines: one flushed line per image; Parquet: a folder of
+part files, each written atomically). On start the output is read back and inputs already present are skipped,
+so a run stopped by a crash or Ctrl-C continues where it stopped with nothing lost or duplicated. A partly
+written last JSON line (the process died mid-write) is cut off before appending.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import FaceLensError
+from .io import IMAGE_EXTENSIONS, expand_inputs
+
+MANIFEST_EXTENSIONS = (".txt", ".csv", ".parquet")
+
+
+def read_inputs(inputs: list[str]) -> list[str]:
+    """Expand folders, globs, files and manifests (.txt: a path a line; .csv / .parquet: a ``path`` column).
+
+    Relative paths inside a manifest are taken relative to the manifest's folder.
+
+    Raises:
+        FaceLensError: If a manifest is malformed.
+    """
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_file() and p.suffix.lower() in MANIFEST_EXTENSIONS and p.suffix.lower() not in IMAGE_EXTENSIONS:
+            out.extend(str(_resolve(p.parent, x)) for x in _read_manifest(p))
+        else:
+            out.extend(str(x) for x in expand_inputs([item]))
+    return list(dict.fromkeys(out))  # de-duplicate, keep order
+
+
+def _resolve(base: Path, x: str) -> Path:
+    q = Path(x)
+    return q if q.is_absolute() else base / q
+
+
+def _read_manifest(p: Path) -> list[str]:
+    suffix = p.suffix.lower()
+    if suffix == ".txt":
+        return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if suffix == ".csv":
+        with open(p, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        if not rows:
+            return []
+        header = [h.strip().lower() for h in rows[0]]
+        col = header.index("path") if "path" in header else None
+        if col is None:
+            raise FaceLensError(f"{p}: a CSV manifest needs a 'path' column (header: {rows[0]})")
+        return [r[col] for r in rows[1:] if len(r) > col and r[col].strip()]
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise FaceLensError("Parquet manifests need pyarrow: pip install 'facelens[scale]'") from exc
+    table = pq.read_table(p)
+    if "path" not in table.column_names:
+        raise FaceLensError(f"{p}: a Parquet manifest needs a 'path' column (columns: {table.column_names})")
+    return [str(x) for x in table.column("path").to_pylist()]
+
+
+class ResultSink:
+    """Where results go: a JSON Lines file or a folder of Parquet parts. Knows which inputs are done."""
+
+    def __init__(self, output: Path, parquet_part_size: int = 1000) -> None:
+        self.output = output
+        self.parquet = output.suffix.lower() == ".parquet"
+        self.part_size = parquet_part_size
+        self._buffer: list[dict[str, Any]] = []
+        self._fh = None
+
+    def done_paths(self) -> set[str]:
+        """Inputs that already have a complete result in the output (repairs a torn last JSON line)."""
+        if self.parquet:
+            return self._done_parquet()
+        if not self.output.exists():
+            return set()
+        data = self.output.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut != len(data):  # a torn last line from an interrupted run: drop it
+            with open(self.output, "r+b") as fh:
+                fh.truncate(cut)
+        done = set()
+        for line in data[:cut].splitlines():
+            try:
+                done.add(json.loads(line)["path"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return done
+
+    def _done_parquet(self) -> set[str]:
+        if not self.output.is_dir():
+            return set()
+        import pyarrow.parquet as pq
+
+        done: set[str] = set()
+        for part in sorted(self.output.glob("part-*.parquet")):
+            done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+        return done
+
+    def write(self, result: dict[str, Any]) -> None:
+        """Append one image's result (JSON Lines: written and flushed at once)."""
+        if self.parquet:
+            self._buffer.append(result)
+            if len(self._buffer) >= self.part_size:
+                self._flush_parquet()
+            return
+        if self._fh is None:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.output, "a", encoding="utf-8")
+        self._fh.write(json.dumps(result) + "\n")
+        self._fh.flush()
+
+    def _flush_parquet(self) -> None:
+        if not self._buffer:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.output.mkdir(parents=True, exist_ok=True)
+        n = len(list(self.output.glob("part-*.parquet")))
+        rows = [
+            {
+                "path": r["path"],
+                "width": r["width"],
+                "height": r["height"],
+                "frame": r.get("frame"),
+                "faces": len(r["faces"]),
+                "error": r["error"],
+                "error_code": r.get("error_code"),
+                "result_json": json.dumps(r),
+            }
+            for r in self._buffer
+        ]
+        tmp = self.output / f".part-{n:05d}.parquet.tmp"
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, self.output / f"part-{n:05d}.parquet")
+        self._buffer.clear()
+
+    def close(self) -> None:
+        """Flush and close (safe to call twice)."""
+        if self.parquet:
+            self._flush_parquet()
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+@dataclass
+class BatchSummary:
+    """Counts of a batch run (mutable while the run goes on)."""
+
+    total: int = 0
+    skipped_done: int = 0
+    processed: int = 0
+    faces: int = 0
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add(self, result: dict[str, Any]) -> None:
+        """Count one result."""
+        self.processed += 1
+        self.faces += len(result["faces"])
+        if result["error"] is not None:
+            self.errors[result.get("error_code") or "error"] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        rate = self.processed / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "inputs": self.total,
+            "already_done": self.skipped_done,
+            "processed": self.processed,
+            "faces": self.faces,
+            "errors": dict(self.errors),
+            "seconds": round(self.seconds, 2),
+            "images_per_second": round(rate, 2),
+        }
+
+
+# ---- local multi-process engine -------------------------------------------------------------------------------
+
+_worker_analyzer = None
+
+
+def _init_worker(settings: dict[str, Any]) -> None:
+    global _worker_analyzer
+    from .pipeline import FaceAnalyzer
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    _worker_analyzer = FaceAnalyzer(**settings)
+
+
+def _analyze_path(path: str) -> dict[str, Any]:
+    assert _worker_analyzer is not None
+    return _worker_analyzer.analyze_safe(path).to_dict()
+
+
+def run_local(paths: list[str], settings: dict[str, Any], workers: int) -> Iterator[dict[str, Any]]:
+    """Analyse paths on ``workers`` processes (1: in this process); yields results as they complete."""
+    if workers <= 1:
+        _init_worker(settings)
+        for p in paths:
+            yield _analyze_path(p)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    settings = {**settings, "threads": settings.get("threads") or 1}
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        yield from pool.imap_unordered(_analyze_path, paths, chunksize=8)
+
+
+# ---- Ray engine ----------------------------------------------------------------------------------------------
+
+
+class _RayAnalyzer:
+    """A Ray Data actor that holds one FaceAnalyzer for its lifetime."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from .pipeline import FaceAnalyzer
+
+        self.analyzer = FaceAnalyzer(**settings)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        results = [json.dumps(self.analyzer.analyze_safe(str(p)).to_dict()) for p in batch["path"]]
+        return {"path": list(batch["path"]), "result": results}
+
+
+def run_ray(
+    paths: list[str], settings: dict[str, Any], workers: int, address: str | None, batch_size: int = 16
+) -> Iterator[dict[str, Any]]:
+    """Analyse paths with Ray Data (``map_batches`` with a model per actor); local Ray unless ``address``.
+
+    Raises:
+        FaceLensError: If Ray is not installed.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise FaceLensError("--engine ray needs Ray: pip install 'facelens[scale]'") from exc
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else max(workers, 1), include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
+    ds = ray.data.from_items([{"path": p} for p in paths])
+    ds = ds.map_batches(
+        _RayAnalyzer,
+        fn_constructor_kwargs={"settings": {**settings, "threads": settings.get("threads") or 1}},
+        batch_size=batch_size,
+        concurrency=max(workers, 1),
+        num_cpus=1,
+    )
+    for row in ds.iter_rows():
+        yield json.loads(row["result"])
+
+
+def run_batch(
+    inputs: list[str],
+    output: Path,
+    settings: dict[str, Any] | None = None,
+    workers: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> BatchSummary:
+    """Analyse every input into ``output``, skipping inputs already there; returns the summary.
+
+    Args:
+        inputs: Folders, globs, files or manifests (see :func:`read_inputs`).
+        output: A ``.jsonl`` file or a ``.parquet`` folder.
+        settings: :class:`~facelens.pipeline.AnalyzerConfig` fields.
+        workers: Processes (local) or actors (Ray); default: the number of CPU cores.
+        engine: ``"local"`` or ``"ray"``.
+        ray_address: Ray cluster address (``None``: start Ray locally).
+        progress: Show a progress bar with rate and ETA on a terminal.
+        limit: Process at most this many new inputs (for trials).
+    """
+    settings = dict(settings or {})
+    workers = workers or os.cpu_count() or 1
+    summary = BatchSummary()
+    all_paths = read_inputs(inputs)
+    summary.total = len(all_paths)
+    sink = ResultSink(output)
+    done = sink.done_paths()
+    todo = [p for p in all_paths if p not in done]
+    summary.skipped_done = len(all_paths) - len(todo)
+    if limit is not None:
+        todo = todo[:limit]
+    t0 = time.perf_counter()
+    if engine == "ray":
+        results: Iterable[dict[str, Any]] = run_ray(todo, settings, workers, ray_address)
+    elif engine == "local":
+        results = run_local(todo, settings, workers)
+    else:
+        raise FaceLensError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+    bar = None
+    if progress and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="img", file=sys.stderr, smoothing=0.1)
+        except ImportError:
+            bar = None
+    try:
+        for res in results:
+            sink.write(res)
+            summary.add(res)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        sink.close()
+        if bar is not None:
+            bar.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
