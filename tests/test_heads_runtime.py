@@ -333,13 +333,6 @@ def test_decode_age_uses_age_min(tiny_head: HeadModel, tiny_model_path: Path) ->
     assert age.groups["utkface"] == "20-25"
 
 
-@pytest.mark.xfail(
-    reason="heads/runtime.py _nearest_group measures the distance above a group from hi+1, labels.age_group "
-    "from hi, so the runtime label disagrees with the training/eval group in the middle of every Adience gap: "
-    "ages in (3, 3.5], (7, 7.5], (13.5, 14], (22.5, 23], (35, 35.5], (45.5, 46], (56.5, 57]; e.g. 35.2 gives "
-    "'25-32' at runtime but '38-43' in labels; reported",
-    strict=True,
-)
 def test_age_group_matches_labels(tiny_head: HeadModel) -> None:
     mismatches = []
     for mean in np.arange(0.0, 100.0, 0.1):

@@ -35,9 +35,7 @@ class Timing:
     note: str = ""
 
 
-def time_call(
-    name: str, fn: Callable[[], object], number: int = 20, repeat: int = 5, note: str = ""
-) -> Timing:
+def time_call(name: str, fn: Callable[[], object], number: int = 20, repeat: int = 5, note: str = "") -> Timing:
     """Time ``fn``: one warm-up call, then ``repeat`` rounds of ``number`` calls."""
     fn()
     per_call = []
@@ -80,9 +78,7 @@ def run_detect_bench(number: int, repeat: int) -> list[Timing]:
     for w, h in ((640, 480), (1280, 720)):
         frame = frame_with_faces(w, h, 1)
         n = len(det.detect(frame))
-        out.append(
-            time_call(f"detect {w}x{h}", lambda f=frame: det.detect(f), number, repeat, f"{n} face(s)")
-        )
+        out.append(time_call(f"detect {w}x{h}", lambda f=frame: det.detect(f), number, repeat, f"{n} face(s)"))
     full = create_detector("yunet", max_side=None)
     frame = frame_with_faces(1280, 720, 1)
     out.append(time_call("detect 1280x720 full size", lambda: full.detect(frame), number, repeat))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     Args:
         source: A path, encoded bytes, a binary file object, a PIL image, or a numpy array. Arrays are taken as
             RGB (not OpenCV's BGR): ``H x W`` gray, ``H x W x 1``, ``x 3`` or ``x 4`` (alpha dropped), uint8,
-            uint16 (scaled to 8 bits) or float in [0, 1].
+            uint16 (scaled to 8 bits) or float in [0, 1] (clipped). A C-contiguous uint8 ``H x W x 3`` array is
+            returned as is, without a copy.
         max_pixels: Refuse images with more pixels than this (``None``: no limit).
 
     Returns:
@@ -68,7 +70,12 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         return _from_array(source, name, max_pixels)
     if isinstance(source, Image.Image):
         _check_size(source.size, name, max_pixels)
-        return _to_rgb(source, name)
+        try:
+            return _to_rgb(source, name)
+        except (OSError, ValueError, TypeError) as exc:
+            if isinstance(exc, UnreadableImage):
+                raise
+            raise UnreadableImage(f"{name}: cannot convert this image to RGB ({exc})") from exc
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -100,11 +107,29 @@ def _check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> Non
         )
 
 
+_pil_limit_lock = threading.Lock()
+
+
+def _open_unlimited(fh: BinaryIO) -> Image.Image:
+    """``Image.open`` with Pillow's own decompression-bomb limit lifted: facelens' ``max_pixels`` decides.
+
+    Pillow checks its global ``MAX_IMAGE_PIXELS`` while parsing the header; we lift it only for that call (under a
+    lock) and check our own limit right after, still before any pixel is decoded.
+    """
+    with _pil_limit_lock:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(fh)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
 def _decode(fh: BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fh) as im:
+            with _open_unlimited(fh) as im:
                 _check_size(im.size, name, max_pixels)
                 im.seek(0)
                 return _to_rgb(im, name)
@@ -142,7 +167,7 @@ def _scale_to_uint8(arr: np.ndarray, full_scale: float | None) -> np.ndarray:
     a = arr.astype(np.float64)
     if full_scale is None:  # float image: [0, 1] if it looks like it, else clip to [0, 255]
         full_scale = 1.0 if np.nanmax(a, initial=0.0) <= 1.0 else 255.0
-    elif np.nanmax(a, initial=0.0) <= 255.0 and arr.dtype not in (np.uint16, np.dtype(">u2")):
+    elif full_scale > 255.0 and np.nanmax(a, initial=0.0) <= 255.0 and arr.dtype not in (np.uint16, np.dtype(">u2")):
         full_scale = 255.0
     return np.clip(np.nan_to_num(a) * (255.0 / full_scale), 0, 255).round().astype(np.uint8)
 
@@ -160,7 +185,7 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int | None) -> np.ndarra
     elif arr.dtype == np.uint16:
         a = _scale_to_uint8(arr, 65535.0)
     elif np.issubdtype(arr.dtype, np.floating):
-        a = _scale_to_uint8(arr, None)
+        a = _scale_to_uint8(arr, 1.0)
     elif arr.dtype == np.bool_:
         a = arr.astype(np.uint8) * 255
     else:
@@ -242,5 +267,7 @@ def expand_inputs(items: list[str], recursive: bool = True) -> Iterator[Path]:
             for m in matches:
                 if Path(m).is_file():
                     yield Path(m)
+                elif Path(m).is_dir():
+                    yield from expand_inputs([m], recursive)
         else:
             yield p

@@ -61,7 +61,15 @@ def age_group(age: float, scheme: str) -> int:
         KeyError: If the scheme is unknown.
 
     """
-    groups = AGE_GROUP_SCHEMES[scheme]
+    return nearest_group(age, AGE_GROUP_SCHEMES[scheme])
+
+
+def nearest_group(age: float, groups: tuple[tuple[int, int], ...] | list[list[int]]) -> int:
+    """Index of the (low, high) inclusive range holding ``age``; between ranges, the nearest one (ties: lower).
+
+    A range ``(lo, hi)`` holds ages from ``lo`` up to (not including) ``hi + 1``, so 32.7 is in ``(25, 32)``.
+    Used by training, evaluation and the runtime alike.
+    """
     best, best_dist = 0, float("inf")
     for i, (lo, hi) in enumerate(groups):
         if lo <= age <= hi + 0.999:

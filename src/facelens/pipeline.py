@@ -15,7 +15,7 @@ import numpy as np
 from .detect import Detector, create_detector
 from .errors import FaceLensError
 from .heads import HeadModel, HeadOutputs, find_model, list_models
-from .io import DEFAULT_MAX_PIXELS, ImageSource, describe, load_image
+from .io import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .types import Detection, Face, ImageResult
 
 
@@ -126,9 +126,7 @@ class FaceAnalyzer:
         name = path if path is not None else _path_of(source)
         return self.analyze_array(image, path=name)
 
-    def analyze_array(
-        self, image: np.ndarray, *, path: str | None = None, frame: int | None = None
-    ) -> ImageResult:
+    def analyze_array(self, image: np.ndarray, *, path: str | None = None, frame: int | None = None) -> ImageResult:
         """Analyse an already decoded ``H x W x 3`` uint8 RGB image (the pipeline itself)."""
         detections = self.detect(image)
         outputs = [head.run(image, detections) for head in self.heads]
@@ -146,7 +144,7 @@ class FaceAnalyzer:
         try:
             return self.analyze(source, path=name)
         except FaceLensError as exc:
-            return ImageResult(name or describe(source), 0, 0, (), str(exc), exc.code)
+            return ImageResult(name, 0, 0, (), str(exc), exc.code)
 
 
 def _path_of(source: object) -> str | None:

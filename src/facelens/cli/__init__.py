@@ -35,9 +35,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         from ..train import cli as train_cli
     except ImportError:
         return
-    register = getattr(train_cli, "register", None)
-    if register is not None:
-        register(sub)
+    train_cli.add_subcommands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

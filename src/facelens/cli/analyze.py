@@ -117,8 +117,10 @@ def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[I
 
     video = VideoAnalyzer(analyzer, head_every=args.head_every) if args.track else None
     annotated: list[tuple[ImageResult, object]] = []
+    frames = 0
     try:
         for fr in iter_video_frames(path, args.every):
+            frames += 1
             if video is not None:
                 res = video.process_frame(fr.image, fr.index, str(path))
             else:
@@ -128,6 +130,9 @@ def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[I
             yield res
     except FaceLensError as exc:
         yield ImageResult(str(path), 0, 0, (), str(exc), exc.code)
+        return
+    if frames == 0:
+        yield ImageResult(str(path), 0, 0, (), f"{path}: no frame could be decoded", "unreadable_image")
         return
     if annotated:
         args.annotate.mkdir(parents=True, exist_ok=True)

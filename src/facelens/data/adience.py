@@ -103,9 +103,7 @@ class AdienceReader(DatasetReader):
     ) -> None:
         super().__init__(root)
         if images not in IMAGE_LAYOUTS:
-            raise DatasetError(
-                f"adience: option images must be one of {sorted(IMAGE_LAYOUTS)}, got {images!r}"
-            )
+            raise DatasetError(f"adience: option images must be one of {sorted(IMAGE_LAYOUTS)}, got {images!r}")
         folds = tuple(folds)
         if not folds or any(f not in FOLDS for f in folds):
             raise DatasetError(f"adience: option folds must be a non-empty subset of {FOLDS}, got {folds!r}")
@@ -141,9 +139,7 @@ class AdienceReader(DatasetReader):
                 if fields[0].strip() == "user_id":
                     continue  # header
                 if len(fields) < len(_COLUMNS):
-                    skipped.append(
-                        SkippedEntry(where, f"expected at least {len(_COLUMNS)} tab-separated fields")
-                    )
+                    skipped.append(SkippedEntry(where, f"expected at least {len(_COLUMNS)} tab-separated fields"))
                     continue
                 user_id, original, face_id, age_s, gender_s = (f.strip() for f in fields[:5])
                 if not (user_id and original and face_id):
@@ -180,8 +176,7 @@ class AdienceReader(DatasetReader):
         The ``aligned`` images of the first line of each fold are written too.
         """
         header = (
-            "user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle\t"
-            "fiducial_score"
+            "user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle\tfiducial_score"
         )
         ages = ["(25, 32)", "35", "None", "(8, 23)", "", "(60, 100)", "13", "(0, 2)", "(38, 42)", "(4, 6)"]
         genders = ["f", "m", "u", "", "f", "m", "f", "u", "m", "f"]

@@ -59,9 +59,7 @@ class CelebAReader(DatasetReader):
 
     """
 
-    def __init__(
-        self, root: Path | str, *, images: str | None = None, identity_file: Path | str | None = None
-    ) -> None:
+    def __init__(self, root: Path | str, *, images: str | None = None, identity_file: Path | str | None = None) -> None:
         super().__init__(root)
         if images is not None and (not isinstance(images, str) or not images.strip()):
             raise DatasetError(f"celeba: option images must be a folder name, got {images!r}")
@@ -130,9 +128,7 @@ class CelebAReader(DatasetReader):
             id_path = find_file(self._label_folders(), ("identity_CelebA.txt", "identity_CelebA.txt.gz"))
 
         with os.scandir(folder) as it:
-            present = {
-                os.path.splitext(e.name)[0]: e.name for e in it if is_image_name(e.name) and e.is_file()
-            }
+            present = {os.path.splitext(e.name)[0]: e.name for e in it if is_image_name(e.name) and e.is_file()}
 
         skipped: list[SkippedEntry] = []
         attr_lines = read_text_lines(attr_path)
@@ -162,9 +158,7 @@ class CelebAReader(DatasetReader):
             where = f"{attr_path}:{lineno}"
             if len(values) != len(CELEBA_ATTRIBUTES):
                 skipped.append(
-                    SkippedEntry(
-                        where, f"expected {len(CELEBA_ATTRIBUTES)} attribute values, found {len(values)}"
-                    )
+                    SkippedEntry(where, f"expected {len(CELEBA_ATTRIBUTES)} attribute values, found {len(values)}")
                 )
                 continue
             try:

@@ -108,9 +108,7 @@ class FairFaceReader(DatasetReader):
         super().__init__(root)
         splits = tuple(splits)
         if not splits or any(s not in FAIRFACE_SPLITS for s in splits):
-            raise DatasetError(
-                f"fairface: option splits must be a non-empty subset of {tuple(FAIRFACE_SPLITS)}"
-            )
+            raise DatasetError(f"fairface: option splits must be a non-empty subset of {tuple(FAIRFACE_SPLITS)}")
         self.require_images = bool(require_images)
         self.splits = splits
 
@@ -168,9 +166,7 @@ class FairFaceReader(DatasetReader):
                     skipped.append(SkippedEntry(where, f"image not found: {image}"))
                     continue
                 samples.append(
-                    FaceSample(
-                        path=image, age=age, age_range=age_range, gender=gender, race=race, split=split
-                    )
+                    FaceSample(path=image, age=age, age_range=age_range, gender=gender, race=race, split=split)
                 )
         return self._index(samples, skipped)
 
@@ -180,9 +176,7 @@ class FairFaceReader(DatasetReader):
         header = "file,age,gender,race,service_test"
         races = list(FAIRFACE_RACES)
         ages = ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70", "20-29"]
-        train = [
-            f"train/{i + 1}.jpg,{ages[i]},{'Male' if i % 2 else 'Female'},{races[i]},True" for i in range(7)
-        ]
+        train = [f"train/{i + 1}.jpg,{ages[i]},{'Male' if i % 2 else 'Female'},{races[i]},True" for i in range(7)]
         train += [
             "train/90.jpg,twenty,Male,White,False",  # malformed age
             "train/91.jpg,20-29,Other,White,False",  # unknown gender

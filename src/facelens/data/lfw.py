@@ -80,9 +80,7 @@ class LFWReader(DatasetReader):
                 stem = os.path.splitext(name)[0]
                 number = stem[len(person) + 1 :]
                 if not (stem.startswith(person + "_") and len(number) == 4 and number.isdigit()):
-                    skipped.append(
-                        SkippedEntry(str(path), f"file name is not {person}_<4 digits>.<extension>")
-                    )
+                    skipped.append(SkippedEntry(str(path), f"file name is not {person}_<4 digits>.<extension>"))
                     continue
                 samples.append(FaceSample(path=path, identity=person))
         if n_files == 0:

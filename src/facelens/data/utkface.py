@@ -48,9 +48,7 @@ def parse_utkface_name(name: str) -> tuple[int, int, int]:
         raise ValueError("malformed suffix: expected '.jpg.chip.jpg' (missing dot before 'jpg')")
     fields = stem.split("_")
     if len(fields) != 4:
-        raise ValueError(
-            f"expected 4 underscore-separated fields age_gender_race_datetime, found {len(fields)}"
-        )
+        raise ValueError(f"expected 4 underscore-separated fields age_gender_race_datetime, found {len(fields)}")
     age_s, gender_s, race_s, stamp = fields
     for label, value in (("age", age_s), ("gender", gender_s), ("race", race_s), ("datetime", stamp)):
         if not (value.isascii() and value.isdigit()):

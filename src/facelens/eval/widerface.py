@@ -150,9 +150,7 @@ def _loadmat(path: Path) -> dict[str, Any]:
     try:
         import scipy.io
     except ImportError as exc:
-        raise DatasetError(
-            "reading the WIDER FACE .mat ground truth needs scipy: pip install facelens[eval]"
-        ) from exc
+        raise DatasetError("reading the WIDER FACE .mat ground truth needs scipy: pip install facelens[eval]") from exc
     if not path.is_file():
         raise DatasetError(f"WIDER FACE ground truth file missing: {path}")
     try:
@@ -238,9 +236,7 @@ def load_ground_truth(root: Path) -> WiderGroundTruth:
         except (ValueError, TypeError) as exc:
             raise DatasetError(f"malformed WIDER FACE ground truth {path}: {exc}") from exc
         if [len(k) for k in keeps[setting]] != shape:
-            raise DatasetError(
-                f"WIDER FACE ground truth {path} does not match {main_path} (image counts differ)"
-            )
+            raise DatasetError(f"WIDER FACE ground truth {path} does not match {main_path} (image counts differ)")
 
     present: list[WiderImage] = []
     for e, event in enumerate(events):
@@ -260,9 +256,7 @@ def load_ground_truth(root: Path) -> WiderGroundTruth:
             for setting in SETTINGS:
                 idx = np.asarray(keeps[setting][e][i]).astype(np.int64).ravel() - 1  # stored 1-based
                 if idx.size and (idx.min() < 0 or idx.max() >= len(xyxy)):
-                    raise DatasetError(
-                        f"WIDER FACE {setting} keep list of {rel} indexes past its {len(xyxy)} gt boxes"
-                    )
+                    raise DatasetError(f"WIDER FACE {setting} keep list of {rel} indexes past its {len(xyxy)} gt boxes")
                 idx.setflags(write=False)
                 keep[setting] = idx
             present.append(WiderImage(rel, xyxy, keep))
@@ -328,9 +322,7 @@ def _as_detections(value: Any, where: str) -> np.ndarray:
     if arr.size == 0:
         return arr.reshape(0, 5)
     if arr.ndim != 2 or arr.shape[1] != 5:
-        raise ValueError(
-            f"detections for {where} must be (M, 5) x1, y1, x2, y2, score; got shape {arr.shape}"
-        )
+        raise ValueError(f"detections for {where} must be (M, 5) x1, y1, x2, y2, score; got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"detections for {where} contain NaN or infinite values")
     return arr
@@ -354,9 +346,7 @@ def evaluate_detections(gt: WiderGroundTruth, detections: Mapping[str, np.ndarra
     known = {im.path for im in gt.images}
     unknown = sorted(set(detections) - known)
     if unknown:
-        raise ValueError(
-            f"detections for {len(unknown)} image(s) not in the ground truth, e.g. {unknown[:3]}"
-        )
+        raise ValueError(f"detections for {len(unknown)} image(s) not in the ground truth, e.g. {unknown[:3]}")
     dets = {im.path: _as_detections(detections.get(im.path, ()), im.path) for im in gt.images}
 
     # Normalise scores over the whole evaluated set. Official quirk kept: min/max are global, not per image.

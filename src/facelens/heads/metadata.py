@@ -155,11 +155,7 @@ class ModelMetadata:
                 license=props.get("facelens.license", ""),
                 description=props.get("facelens.description", ""),
                 metrics=json.loads(props.get("facelens.metrics", "{}")),
-                extra={
-                    k[len("facelens.extra.") :]: v
-                    for k, v in props.items()
-                    if k.startswith("facelens.extra.")
-                },
+                extra={k[len("facelens.extra.") :]: v for k, v in props.items() if k.startswith("facelens.extra.")},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{source}: malformed facelens metadata ({exc})") from exc

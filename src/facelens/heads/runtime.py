@@ -92,9 +92,7 @@ class HeadModel:
                     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                     if self.threads:
                         opts.intra_op_num_threads = self.threads
-                    self._session = ort.InferenceSession(
-                        str(self.path), opts, providers=["CPUExecutionProvider"]
-                    )
+                    self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         return self._session
 
     def align(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
@@ -146,7 +144,7 @@ class HeadModel:
         return self.decode(self.run_crops(self.align(image, detections)))
 
     def _decode_age(self, p: np.ndarray) -> Age:
-        from ..labels import age_group_label
+        from ..labels import age_group_label, nearest_group
 
         p = np.asarray(p, np.float64)
         p = p / max(p.sum(), 1e-12)
@@ -158,20 +156,9 @@ class HeadModel:
         hi = float(years[min(np.searchsorted(cdf, 1 - (1 - cov) / 2), len(p) - 1)])
         groups = {}
         for scheme, ranges in self.metadata.age_groups.items():
-            idx = _nearest_group(mean, ranges)
+            idx = nearest_group(mean, ranges)
             groups[scheme] = age_group_label(int(ranges[idx][0]), int(ranges[idx][1]))
         return Age(years=mean, interval=(min(lo, mean), max(hi, mean)), groups=groups, coverage=cov)
-
-
-def _nearest_group(age: float, ranges: list[list[int]]) -> int:
-    best, best_d = 0, float("inf")
-    for i, (lo, hi) in enumerate(ranges):
-        if lo <= age < hi + 1:
-            return i
-        d = lo - age if age < lo else age - (hi + 1)
-        if d < best_d:
-            best, best_d = i, d
-    return best
 
 
 def _label(p: np.ndarray, labels: tuple[str, ...]) -> Label:

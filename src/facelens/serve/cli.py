@@ -108,5 +108,8 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     from .runner import run_server
 
-    run_server(settings, log_level=args.log_level, access_log=not args.no_access_log)
+    try:
+        run_server(settings, log_level=args.log_level, access_log=not args.no_access_log)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
     return 0

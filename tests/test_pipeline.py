@@ -1,0 +1,194 @@
+"""End-to-end tests of facelens.pipeline.FaceAnalyzer and the top-level facelens API, with the tiny head model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facelens
+from facelens.errors import FaceLensError, ImageTooLarge, ModelError
+from facelens.labels import CELEBA_ATTRIBUTES, GENDERS, RACES
+from facelens.pipeline import AnalyzerConfig, FaceAnalyzer
+from facelens.types import Age, Face, ImageResult, Label
+
+RESULT_KEYS = {"path", "width", "height", "faces", "error"}
+DETECTION_KEYS = {"box", "score", "landmarks"}
+HEAD_KEYS = {"age", "age_interval", "age_group", "gender", "race", "attributes"}
+
+
+def _check_face_dict(f: dict[str, object], with_heads: bool) -> None:
+    assert set(f) == (DETECTION_KEYS | HEAD_KEYS if with_heads else DETECTION_KEYS)
+    box = f["box"]
+    assert isinstance(box, list) and len(box) == 4 and all(isinstance(v, float) for v in box)
+    assert box[0] < box[2] and box[1] < box[3]
+    assert isinstance(f["score"], float) and 0 <= f["score"] <= 1
+    lms = f["landmarks"]
+    assert isinstance(lms, list) and len(lms) == 5 and all(len(p) == 2 for p in lms)
+    if not with_heads:
+        return
+    assert isinstance(f["age"], float)
+    lo, hi = f["age_interval"]  # type: ignore[misc]
+    assert lo <= f["age"] <= hi
+    assert set(f["age_group"]) == {"adience", "utkface"}  # type: ignore[arg-type]
+    assert set(f["gender"]) == {"label", "score"}  # type: ignore[arg-type]
+    assert f["gender"]["label"] in GENDERS  # type: ignore[index]
+    assert set(f["race"]) == {"label", "scores"}  # type: ignore[arg-type]
+    assert f["race"]["label"] in RACES and list(f["race"]["scores"]) == list(RACES)  # type: ignore[index]
+    assert list(f["attributes"]) == list(CELEBA_ATTRIBUTES)  # type: ignore[arg-type]
+
+
+def test_end_to_end_with_tiny_model(tiny_model_env: Path, astronaut_path: Path) -> None:
+    analyzer = FaceAnalyzer()
+    assert analyzer.missing_tasks() == []
+    assert [h.name for h in analyzer.heads] == ["tiny-test"]
+    res = analyzer.analyze(astronaut_path)
+    assert isinstance(res, ImageResult)
+    assert res.ok and res.error is None and res.error_code is None
+    assert res.path == str(astronaut_path)
+    assert (res.width, res.height) == (512, 512)
+    assert len(res.faces) == 1
+    face = res.faces[0]
+    assert isinstance(face, Face)
+    assert face.box == face.detection.box
+    assert isinstance(face.age, Age) and face.age.interval[0] <= face.age.years <= face.age.interval[1]
+    assert isinstance(face.gender, Label) and face.gender.label in GENDERS
+    assert isinstance(face.race, Label) and face.race.label in RACES
+    assert face.attributes is not None and len(face.attributes) == 40
+    assert face.track_id is None
+
+    d = res.to_dict()
+    assert set(d) == RESULT_KEYS
+    assert d["path"] == str(astronaut_path) and d["error"] is None
+    assert len(d["faces"]) == 1
+    _check_face_dict(d["faces"][0], with_heads=True)
+    assert json.loads(json.dumps(d)) == d  # JSON-ready, round-trips
+
+
+def test_same_result_for_every_input_kind(tiny_model_env: Path, astronaut_path: Path) -> None:
+    from PIL import Image
+
+    analyzer = FaceAnalyzer()
+    ref = analyzer.analyze(astronaut_path).to_dict()
+    for src in (astronaut_path.read_bytes(), facelens.load_image(astronaut_path), Image.open(astronaut_path)):
+        d = analyzer.analyze(src).to_dict()  # type: ignore[arg-type]
+        assert d["path"] is None  # in-memory input has no path
+        assert d["faces"] == ref["faces"]
+    assert analyzer.analyze(astronaut_path.read_bytes(), path="named.jpg").path == "named.jpg"
+
+
+def test_detection_only_without_heads(no_models_env: Path, astronaut_path: Path) -> None:
+    analyzer = FaceAnalyzer()
+    assert analyzer.heads == []
+    assert analyzer.missing_tasks() == ["age", "gender", "race", "attributes"]
+    res = analyzer.analyze(astronaut_path)
+    assert len(res.faces) == 1
+    f = res.faces[0]
+    assert f.age is None and f.gender is None and f.race is None and f.attributes is None
+    d = res.to_dict()
+    assert set(d) == RESULT_KEYS
+    _check_face_dict(d["faces"][0], with_heads=False)
+
+
+def test_heads_by_name_and_path(tiny_model_env: Path, tiny_model_path: Path, astronaut_path: Path) -> None:
+    by_name = FaceAnalyzer(heads=("tiny-test",)).analyze(astronaut_path)
+    by_path = FaceAnalyzer(heads=(str(tiny_model_path),)).analyze(astronaut_path)
+    assert by_name.to_dict()["faces"] == by_path.to_dict()["faces"]
+    none = FaceAnalyzer(heads=()).analyze(astronaut_path)
+    assert set(none.to_dict()["faces"][0]) == DETECTION_KEYS
+    with pytest.raises(ModelError, match="tiny-test"):
+        FaceAnalyzer(heads=("no-such-head",)).analyze(astronaut_path)
+
+
+@pytest.mark.parametrize(
+    ("make_source", "code"),
+    [
+        (lambda tmp: b"definitely not an image", "unreadable_image"),
+        (lambda tmp: tmp / "missing.jpg", "unreadable_image"),
+        (lambda tmp: str(tmp / "missing.jpg"), "unreadable_image"),
+        (lambda tmp: 42, "unsupported_input"),
+        (lambda tmp: np.zeros((4, 4, 2), np.uint8), "unsupported_input"),
+    ],
+    ids=["junk-bytes", "missing-path", "missing-str", "int", "bad-array"],
+)
+def test_analyze_safe_bad_input(no_models_env: Path, tmp_path: Path, make_source: object, code: str) -> None:
+    source = make_source(tmp_path)  # type: ignore[operator]
+    analyzer = FaceAnalyzer()
+    res = analyzer.analyze_safe(source)
+    assert not res.ok
+    assert res.error and res.error_code == code
+    assert res.faces == () and (res.width, res.height) == (0, 0)
+    if isinstance(source, (str, Path)):
+        assert res.path == str(source) and str(source) in res.error
+    else:
+        assert res.path is None  # in-memory input: null path (docs/schema.md); the message names the input
+    d = res.to_dict()
+    assert set(d) == RESULT_KEYS | {"error_code"}
+    assert d["error_code"] == code and d["faces"] == []
+    with pytest.raises(FaceLensError):
+        analyzer.analyze(source)
+
+
+def test_analyze_safe_huge_image(no_models_env: Path, huge_png_path: Path) -> None:
+    res = FaceAnalyzer().analyze_safe(huge_png_path)
+    assert res.error_code == "image_too_large" and str(huge_png_path) in (res.error or "")
+
+
+def test_analyze_many_keeps_going(no_models_env: Path, astronaut_path: Path, tmp_path: Path) -> None:
+    results = list(FaceAnalyzer().analyze_many([astronaut_path, tmp_path / "nope.png", astronaut_path]))
+    assert [r.ok for r in results] == [True, False, True]
+    assert [len(r.faces) for r in results] == [1, 0, 1]
+
+
+def test_config_filters(no_models_env: Path, astronaut_rgb: np.ndarray) -> None:
+    assert len(FaceAnalyzer(min_face_size=80).analyze(astronaut_rgb).faces) == 1
+    assert FaceAnalyzer(min_face_size=200).analyze(astronaut_rgb).faces == ()
+    assert FaceAnalyzer(max_faces=0).analyze(astronaut_rgb).faces == ()
+    assert FaceAnalyzer(score_threshold=0.99).analyze(astronaut_rgb).faces == ()
+    assert len(FaceAnalyzer(max_pixels=100).analyze(np.zeros((10, 10, 3), np.uint8)).faces) == 0
+    with pytest.raises(ImageTooLarge):
+        FaceAnalyzer(max_pixels=100).analyze(astronaut_rgb)
+    with pytest.raises(TypeError):
+        FaceAnalyzer(AnalyzerConfig(), max_faces=1)  # type: ignore[arg-type]
+    with pytest.raises(FaceLensError, match="unknown detector"):
+        FaceAnalyzer(detector="nope").analyze(astronaut_rgb)
+
+
+def test_analyzer_threads(tiny_model_env: Path, astronaut_rgb: np.ndarray) -> None:
+    analyzer = FaceAnalyzer()
+    ref = analyzer.analyze(astronaut_rgb).to_dict()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: analyzer.analyze(astronaut_rgb).to_dict(), range(4)))
+    assert all(r == ref for r in results)
+
+
+def test_toplevel_analyze(tiny_model_env: Path, astronaut_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(facelens, "_default", None)
+    res = facelens.analyze(astronaut_path)
+    assert len(res.faces) == 1 and res.faces[0].age is not None
+    assert facelens.analyze(str(astronaut_path)).to_dict() == res.to_dict()  # default analyzer reused
+    assert facelens.analyze(astronaut_path, max_faces=0).faces == ()  # settings: a one-off analyzer
+    assert facelens.FaceAnalyzer is FaceAnalyzer and facelens.AnalyzerConfig is AnalyzerConfig
+    with pytest.raises(AttributeError):
+        facelens.no_such_attribute  # noqa: B018
+
+
+def test_public_api_exports() -> None:
+    for name in facelens.__all__:
+        assert getattr(facelens, name) is not None
+    assert isinstance(facelens.__version__, str)
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import facelens, sys; "
+        "print('onnxruntime' in sys.modules, 'cv2' in sys.modules, 'torch' in sys.modules, "
+        "'facelens.pipeline' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["False", "False", "False", "False"], out.stdout + out.stderr
