@@ -83,9 +83,7 @@ def test_card_without_evals_and_stale_report(tiny_model: Path, eval_json: Path, 
     check_card(tiny_model, text)
     data = json.loads(eval_json.read_text())
     data["models"][0]["sha256"] = "0" * 64
-    assert "**Warning:** these reports were not made with this model file" in card.render_model_card(
-        tiny_model, [data]
-    )
+    assert "**Warning:** these reports were not made with this model file" in card.render_model_card(tiny_model, [data])
 
 
 def test_card_rejects_files_that_are_not_reports(tmp_path: Path) -> None:

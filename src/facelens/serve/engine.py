@@ -116,6 +116,8 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self.ready = False
         self.error: str | None = None
+        self.open_streams = 0
+        """WebSocket streams connected now (changed on the event loop only)."""
 
     # -- life cycle -------------------------------------------------------------------------------------------
 

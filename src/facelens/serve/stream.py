@@ -67,22 +67,25 @@ def stream_router(settings: ServeSettings, engine: Engine) -> APIRouter:
             await ws.close(code=POLICY_VIOLATION, reason=exc.code)
             return
         await ws.accept()
-        authed = key_matches(settings, ws.headers)
-        await ws.send_json(
-            {
-                "type": "hello",
-                "max_fps": settings.stream_max_fps,
-                "max_frame_bytes": settings.max_upload_bytes,
-                "auth_required": not authed,
-                "missing_tasks": engine.missing_tasks(),
-            }
-        )
+        engine.open_streams += 1
         try:
+            authed = key_matches(settings, ws.headers)
+            await ws.send_json(
+                {
+                    "type": "hello",
+                    "max_fps": settings.stream_max_fps,
+                    "max_frame_bytes": settings.max_upload_bytes,
+                    "auth_required": not authed,
+                    "missing_tasks": engine.missing_tasks(),
+                }
+            )
             if not authed and not await _authenticate(ws, settings):
                 return
             await _serve_frames(ws, settings, engine, opts)
         except WebSocketDisconnect:
             return
+        finally:
+            engine.open_streams -= 1
 
     return router
 
