@@ -56,3 +56,18 @@ def test_real_peer_on_a_few_shared_images() -> None:
     res = peer.compare_age_gender(SHARED / "utkface", split="val", limit=6, seed=1)
     assert res.peer.images == 6 and res.peer.faces_found >= 4
     assert res.peer.age_mae < 20 and res.split.n_selected > 1000
+
+
+def test_a_failing_peer_never_stops_the_run(utk_root: Path, tiny_model: Path) -> None:
+    from facelens.pipeline import AnalyzerConfig, FaceAnalyzer
+
+    class PickyPeer(FakePeer):
+        def predict(self, image):  # noqa: ANN001, ANN201
+            if image.shape[0] < 200:  # the blank 120 x 120 image
+                raise ValueError("boom")
+            return super().predict(image)
+
+    analyzer = FaceAnalyzer(AnalyzerConfig(heads=(str(tiny_model),)))
+    res = peer.compare_age_gender(utk_root, split="all", analyzer=analyzer, peer=PickyPeer())
+    assert res.peer.faces_found == 4 and res.common_images == 4
+    assert "peer failed on 1 image(s) (counted as no face)" in res.notes

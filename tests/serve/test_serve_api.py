@@ -14,6 +14,7 @@ from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from facelens.pipeline import FaceAnalyzer
+from facelens.serve.app import swagger_assets_dir
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "facelens" / "serve" / "static"
 SCHEMA = Path(__file__).resolve().parents[2] / "src" / "facelens" / "schema" / "result.schema.json"
@@ -194,7 +195,14 @@ def test_page_and_docs(client: TestClient) -> None:
     assert '<script src="/static/app.js">' in r.text and 'id="faces-table"' in r.text
     for name in ("app.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    if swagger_assets_dir() is not None:  # the [serve] extra's swagger-ui-py: /docs works offline
+        assert "/docs/assets/swagger-ui-bundle.js" in docs.text and "cdn." not in docs.text
+        js = client.get("/docs/assets/swagger-ui-bundle.js")
+        assert js.status_code == 200 and len(js.content) > 100_000
+    assert_error(client.get("/docs/assets/../../etc/passwd"), 404, "not_found")
+    assert_error(client.get("/docs/assets/swagger-editor-bundle.js"), 404, "not_found")
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/analyze", "/v1/analyze/batch", "/v1/models", "/healthz", "/readyz"} <= set(paths)
     assert "multipart/form-data" in paths["/v1/analyze"]["post"]["requestBody"]["content"]

@@ -7,6 +7,7 @@ sample photo.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -167,6 +168,26 @@ def test_upload_with_heads_fills_table(live_factory, head_dir: Path, page_factor
     page.screenshot(path=str(artifacts / "upload-with-heads.png"), full_page=True)
 
 
+def test_drag_and_drop(live_server, page_factory) -> None:  # noqa: ANN001
+    page = page_factory(live_server)
+    payload = base64.b64encode(ASTRONAUT.read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'dropped.jpg', { type: 'image/jpeg' }));
+        return dt;
+    }""",
+        payload,
+    )
+    page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
+    assert "over" in page.get_attribute("#dropzone", "class")
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#faces-table:not([hidden])")
+    assert page.evaluate("() => window.facelens.lastResult().path") == "dropped.jpg"
+    assert canvas_has_box(page)
+
+
 def test_no_face_and_error_states(live_server, page_factory, tmp_path: Path, artifacts: Path) -> None:  # noqa: ANN001
     page = page_factory(live_server)
     blank = tmp_path / "blank.png"
@@ -186,7 +207,7 @@ def test_no_face_and_error_states(live_server, page_factory, tmp_path: Path, art
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(ASTRONAUT.read_bytes()[:3000])
     page.set_input_files("#file-input", str(broken))
-    page.wait_for_function("document.getElementById('photo-error').textContent.includes('corrupt')")
+    page.wait_for_function("() => document.getElementById('photo-error').textContent.includes('corrupt')")
 
 
 def test_api_key_prompt(live_factory, page_factory) -> None:  # noqa: ANN001
@@ -205,7 +226,7 @@ def test_webcam_streams_results_over_websocket(live_server, page_factory, artifa
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
     page.click("#tab-webcam")
     page.click("#cam-start")
-    page.wait_for_function("parseInt(document.getElementById('cam-frames').textContent, 10) >= 4", timeout=60_000)
+    page.wait_for_function("() => parseInt(document.getElementById('cam-frames').textContent, 10) >= 4", timeout=60_000)
     fps = float(page.inner_text("#cam-fps"))
     latency = page.inner_text("#cam-latency")
     assert 0 < fps <= 30 and re.fullmatch(r"\d+ ms", latency), (fps, latency)
@@ -220,7 +241,7 @@ def test_webcam_streams_results_over_websocket(live_server, page_factory, artifa
     wait_streams_closed(live_server)
 
     page.click("#cam-start")  # again, then close the tab: the stream must end with it
-    page.wait_for_function("parseInt(document.getElementById('cam-frames').textContent, 10) >= 2", timeout=60_000)
+    page.wait_for_function("() => parseInt(document.getElementById('cam-frames').textContent, 10) >= 2", timeout=60_000)
     page.close()
     wait_streams_closed(live_server)
     assert page.errors == []  # type: ignore[attr-defined]
@@ -247,3 +268,19 @@ def test_webcam_denied_shows_message(live_server, page_factory, artifacts: Path)
     assert "denied" in page.inner_text("#cam-message") and page.is_enabled("#cam-start")
     page.screenshot(path=str(artifacts / "webcam-denied.png"), full_page=True)
     assert live_server.engine.open_streams == 0
+
+
+def test_api_docs_render_offline(live_server, browser) -> None:  # noqa: ANN001
+    from facelens.serve.app import swagger_assets_dir
+
+    if swagger_assets_dir() is None:
+        pytest.skip("swagger-ui-py (in the [serve] extra) is not installed: /docs would load Swagger UI from its CDN")
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(live_server.url + "/docs")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=TIMEOUT_MS)
+        text = page.inner_text(".swagger-ui")
+        assert "/v1/analyze" in text and "/v1/analyze/batch" in text
+    finally:
+        ctx.close()

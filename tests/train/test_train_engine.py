@@ -88,3 +88,35 @@ def test_missing_training_data_is_a_clear_error(
     )
     with pytest.raises(ConfigError, match="no training samples"):
         train(dataclasses.replace(config, data=only_missing), progress=False, cache=tiny_cache)
+
+
+def test_fit_epochs_to_budget() -> None:
+    from facelens.train.engine import fit_epochs_to_budget
+
+    # 10 planned, 2 done, 10 min per epoch, 25 min spent of 90, 2 min reserve: 6 more fit
+    assert fit_epochs_to_budget(10, 2, 600.0, 1500.0, 5400.0, 120.0) == 8
+    assert fit_epochs_to_budget(10, 2, 60.0, 1500.0, 5400.0, 120.0) == 10  # never more than planned
+    assert fit_epochs_to_budget(10, 2, 600.0, 5300.0, 5400.0, 120.0) == 2  # never fewer than done
+    assert fit_epochs_to_budget(10, 2, 600.0, 1500.0, float("inf"), 0.0) == 10
+
+
+def test_cosine_schedule_horizon_is_checkpointed() -> None:
+    from facelens.train.engine import CosineWithWarmup, make_scheduler
+
+    config = load_config_for_schedule()
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, config, steps_per_epoch=10)
+    lam = sched.lr_lambdas[0]
+    assert isinstance(lam, CosineWithWarmup) and lam.total == 40 and lam.warmup == 5
+    assert lam(0) == pytest.approx(1 / 6) and lam(5) == pytest.approx(1.0) and lam(40) == pytest.approx(0.01)
+    lam.total = 20
+    state = sched.state_dict()
+    fresh = make_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), config, 10)
+    fresh.load_state_dict(state)
+    assert fresh.lr_lambdas[0].total == 20
+
+
+def load_config_for_schedule() -> TrainConfig:
+    from facelens.train.config import OptimConfig
+
+    return TrainConfig(optim=OptimConfig(epochs=4, warmup_epochs=0.5, min_lr_ratio=0.01))

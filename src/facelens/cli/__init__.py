@@ -12,6 +12,7 @@ from .. import __version__
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     from .. import bench
+    from ..eval import card
     from . import analyze, batch, evaluate
 
     parser = argparse.ArgumentParser(
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     bench.register(sub)
     batch.register(sub)
+    card.register(sub)
     _register_train(sub)
     return parser
 

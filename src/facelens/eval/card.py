@@ -300,7 +300,7 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
     rows = [r for r in rows if any(c not in ("–", "None / None") for c in r[1:])]
     L += _table(["metric", *(_title(e) for e in evals)], rows)
     for ev in evals:
-        if decades := _get(ev, "age", "mae_by_decade"):
+        if decades := _get(ev, "age", "by_decade"):
             L += [f"Age MAE by decade of the true age, {_title(ev)}:", ""]
             L += _table(["decade", "faces", "MAE (years)"], [(g["group"], g["n"], _yrs(g["value"])) for g in decades])
         if conf := _get(ev, "race", "confusion"):

@@ -26,13 +26,14 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import DatasetError, FaceLensError, ModelError
 from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES
 from . import metrics as M
+from .metrics import Serializable
 
 __all__ = [
     "DATASET_NAMES",
@@ -66,7 +67,7 @@ _EXAMPLES = 10
 
 
 @dataclass(frozen=True)
-class ModelRef:
+class ModelRef(Serializable):
     """A head model that took part: enough to tell which file produced the numbers."""
 
     name: str
@@ -75,13 +76,9 @@ class ModelRef:
     sha256: str
     tasks: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {**self.__dict__, "tasks": list(self.tasks)}
-
 
 @dataclass(frozen=True)
-class SplitInfo:
+class SplitInfo(Serializable):
     """Which samples were evaluated and how that split was made.
 
     Attributes:
@@ -113,13 +110,9 @@ class SplitInfo:
     n_unused: int
     n_selected: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class DetectionStats:
+class DetectionStats(Serializable):
     """How many images yielded a face.
 
     Attributes:
@@ -132,6 +125,8 @@ class DetectionStats:
         error_examples: A few ``"path: reason"`` strings.
 
     """
+
+    _derived: ClassVar[tuple[str, ...]] = ("detection_rate",)
 
     images: int
     with_face: int
@@ -147,18 +142,9 @@ class DetectionStats:
         read = self.images - self.errors
         return self.with_face / read if read else float("nan")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            **{k: v for k, v in self.__dict__.items() if not k.endswith("examples")},
-            "detection_rate": M._num(self.detection_rate),
-            "no_face_examples": list(self.no_face_examples),
-            "error_examples": list(self.error_examples),
-        }
-
 
 @dataclass(frozen=True)
-class FairnessReport:
+class FairnessReport(Serializable):
     """Metrics per sensitive group (perceived ethnicity and gender labels of the dataset)."""
 
     gender_accuracy_by_race: M.GroupedMetric | None = None
@@ -170,13 +156,9 @@ class FairnessReport:
         """The views that could be computed."""
         return tuple(v for v in self.__dict__.values() if v is not None)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (views that could not be computed are left out)."""
-        return {k: v.to_dict() for k, v in self.__dict__.items() if v is not None}
-
 
 @dataclass(frozen=True)
-class EvalReport:
+class EvalReport(Serializable):
     """Everything ``facelens eval DATASET`` measures. Metrics the labels or heads do not allow are None."""
 
     dataset: str
@@ -204,15 +186,7 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``-o`` file; :mod:`facelens.eval.card` reads it)."""
-        d: dict[str, Any] = {"schema": SCHEMA}
-        for k, v in self.__dict__.items():
-            if v is None or hasattr(v, "to_dict"):
-                d[k] = v.to_dict() if v is not None else None
-            elif isinstance(v, tuple):
-                d[k] = [x.to_dict() if hasattr(x, "to_dict") else x for x in v]
-            else:
-                d[k] = v
-        return d
+        return {"schema": SCHEMA, **super().to_dict()}
 
 
 # --- split --------------------------------------------------------------------------------------------------
@@ -258,16 +232,17 @@ def select_split(
     key = spec.key if spec is not None else dataset
     index = create_dataset(dataset, root, **(spec.options if spec is not None else {})).load()
     samples = list(index.samples)
-    keep = np.arange(len(samples))
     max_samples = spec.max_samples if spec is not None else None
-    if max_samples is not None and max_samples < len(keep):  # the subset of facelens.train.cache.collect_records
-        rng = np.random.default_rng([data.seed, zlib.crc32(key.encode()), 1])
-        keep = np.sort(rng.choice(len(keep), max_samples, replace=False))
-    splits = ["unused"] * len(samples)
-    records = to_records(key, [samples[i] for i in keep], data.val_fraction, data.test_fraction, data.seed)
-    for i, rec in zip(keep.tolist(), records, strict=True):
-        splits[i] = rec.split
-    if not trained:  # never trained on: an official split is kept, everything else is held out
+    if trained:  # exactly what facelens.train.cache.collect_records does: subset, then split
+        keep = np.arange(len(samples))
+        if max_samples is not None and max_samples < len(keep):
+            rng = np.random.default_rng([data.seed, zlib.crc32(key.encode()), 1])
+            keep = np.sort(rng.choice(len(keep), max_samples, replace=False))
+        splits = ["unused"] * len(samples)
+        records = to_records(key, [samples[i] for i in keep], data.val_fraction, data.test_fraction, data.seed)
+        for i, rec in zip(keep.tolist(), records, strict=True):
+            splits[i] = rec.split
+    else:  # never trained on: an official split is kept, everything else is held out
         splits = [s.split or "all" for s in samples]
     if split is None:
         split = ("test" if "test" in splits else "val") if trained else "all"
@@ -551,7 +526,7 @@ def _compute(
 def register(esub: argparse._SubParsersAction) -> None:
     """Add ``facelens eval utkface|celeba|fgnet|fairface|adience|lfw`` and ``facelens eval peer``."""
     helps = {
-        "utkface": "age MAE (by decade), age groups, 80%% interval coverage, gender, ethnicity, fairness views",
+        "utkface": "age MAE (by decade), age groups, 80% interval coverage, gender, ethnicity, fairness views",
         "celeba": "40-attribute accuracy and ROC-AUC, gender (from the Male attribute)",
         "fgnet": "age MAE by decade and age groups",
         "fairface": "Adience-8 age groups from the FairFace age ranges, gender, ethnicity, fairness views",
@@ -561,7 +536,7 @@ def register(esub: argparse._SubParsersAction) -> None:
     for name in DATASET_NAMES:
         p = esub.add_parser(
             name,
-            help=f"heads on {name}: {helps[name]}",
+            help=f"heads on {name}: {helps[name]}".replace("%", "%%"),
             description=f"Runs the full pipeline (detect with padding, align, heads) on every image of a {name} "
             f"split and prints JSON metrics: {helps[name]}. Reproduces the training split from --recipe.",
         )

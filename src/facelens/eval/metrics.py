@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -51,8 +51,30 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
+def to_jsonable(value: Any) -> Any:
+    """JSON form of a result value: results via ``to_dict()``, floats rounded (NaN -> None), tuples as lists."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, (tuple, list)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+class Serializable:
+    """Mixin of the result dataclasses: ``to_dict()`` lists every field, then the properties named in ``_derived``."""
+
+    _derived: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (undefined values are None)."""
+        names = [f.name for f in fields(self)] + list(self._derived)  # type: ignore[arg-type]
+        return {k: to_jsonable(getattr(self, k)) for k in names}
+
+
 @dataclass(frozen=True)
-class GroupValue:
+class GroupValue(Serializable):
     """A metric measured on one group of samples.
 
     Attributes:
@@ -65,10 +87,6 @@ class GroupValue:
     group: str
     n: int
     value: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"group": self.group, "n": self.n, "value": _num(self.value)}
 
 
 def _find(groups: Sequence[GroupValue], name: str) -> GroupValue:
@@ -88,7 +106,7 @@ def decade_label(age: float) -> str:
 
 
 @dataclass(frozen=True)
-class AgeMetrics:
+class AgeMetrics(Serializable):
     """Age regression error.
 
     Attributes:
@@ -111,17 +129,6 @@ class AgeMetrics:
     def decade(self, label: str) -> GroupValue:
         """The entry of one decade, e.g. ``"20-29"``."""
         return _find(self.by_decade, label)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "n": self.n,
-            "mae": _num(self.mae, 4),
-            "rmse": _num(self.rmse, 4),
-            "median_ae": _num(self.median_ae, 4),
-            "bias": _num(self.bias, 4),
-            "mae_by_decade": [g.to_dict() for g in self.by_decade],
-        }
 
 
 def age_metrics(true: Sequence[float] | np.ndarray, pred: Sequence[float] | np.ndarray) -> AgeMetrics:
@@ -154,7 +161,7 @@ def age_metrics(true: Sequence[float] | np.ndarray, pred: Sequence[float] | np.n
 
 
 @dataclass(frozen=True)
-class GroupAccuracy:
+class GroupAccuracy(Serializable):
     """Accuracy of the predicted age GROUP under a group scheme (Adience's 8, UTKFace's 12).
 
     Attributes:
@@ -173,17 +180,6 @@ class GroupAccuracy:
     one_off: float
     labels: tuple[str, ...]
     confusion: tuple[tuple[int, ...], ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "scheme": self.scheme,
-            "n": self.n,
-            "exact": _num(self.exact),
-            "one_off": _num(self.one_off),
-            "labels": list(self.labels),
-            "confusion": [list(r) for r in self.confusion],
-        }
 
 
 def age_group_accuracy(
@@ -228,7 +224,7 @@ def age_group_accuracy(
 
 
 @dataclass(frozen=True)
-class CoverageMetrics:
+class CoverageMetrics(Serializable):
     """How often the predicted age interval holds the true age.
 
     Attributes:
@@ -247,17 +243,6 @@ class CoverageMetrics:
     below: float
     above: float
     mean_width: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "n": self.n,
-            "nominal": _num(self.nominal),
-            "coverage": _num(self.coverage),
-            "below": _num(self.below),
-            "above": _num(self.above),
-            "mean_width": _num(self.mean_width, 3),
-        }
 
 
 def interval_coverage(
@@ -294,7 +279,7 @@ def interval_coverage(
 
 
 @dataclass(frozen=True)
-class ClassificationMetrics:
+class ClassificationMetrics(Serializable):
     """Single-label classification (gender, ethnicity).
 
     Attributes:
@@ -305,6 +290,8 @@ class ClassificationMetrics:
         per_class: Recall (accuracy on the samples of that true class) per class.
 
     """
+
+    _derived: ClassVar[tuple[str, ...]] = ("balanced_accuracy",)
 
     n: int
     accuracy: float
@@ -321,17 +308,6 @@ class ClassificationMetrics:
     def recall(self, label: str) -> GroupValue:
         """The recall entry of one class."""
         return _find(self.per_class, label)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "n": self.n,
-            "accuracy": _num(self.accuracy),
-            "balanced_accuracy": _num(self.balanced_accuracy),
-            "labels": list(self.labels),
-            "confusion": [list(r) for r in self.confusion],
-            "per_class": [g.to_dict() for g in self.per_class],
-        }
 
 
 def classification_metrics(
@@ -401,7 +377,7 @@ def _auc_numpy(t: np.ndarray, s: np.ndarray, n_pos: int, n_neg: int) -> float:
 
 
 @dataclass(frozen=True)
-class AttributeScore:
+class AttributeScore(Serializable):
     """Quality of one binary attribute.
 
     Attributes:
@@ -412,6 +388,8 @@ class AttributeScore:
         positive_rate: Share of true positives among the labels (how easy "always no" would be).
 
     """
+
+    _derived: ClassVar[tuple[str, ...]] = ("majority_accuracy",)
 
     name: str
     n: int
@@ -424,20 +402,9 @@ class AttributeScore:
         """Accuracy of always answering the more frequent value (the baseline to beat)."""
         return max(self.positive_rate, 1.0 - self.positive_rate)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "name": self.name,
-            "n": self.n,
-            "accuracy": _num(self.accuracy),
-            "auc": _num(self.auc),
-            "positive_rate": _num(self.positive_rate),
-            "majority_accuracy": _num(self.majority_accuracy),
-        }
-
 
 @dataclass(frozen=True)
-class AttributeMetrics:
+class AttributeMetrics(Serializable):
     """The binary attributes: per attribute and averaged.
 
     Attributes:
@@ -449,11 +416,18 @@ class AttributeMetrics:
 
     """
 
+    _derived: ClassVar[tuple[str, ...]] = ("mean_majority_accuracy",)
+
     n: int
     mean_accuracy: float
     mean_auc: float
     per_attribute: tuple[AttributeScore, ...]
     threshold: float = 0.5
+
+    @property
+    def mean_majority_accuracy(self) -> float:
+        """Mean accuracy of always answering each attribute's commoner value (the baseline to beat)."""
+        return float(np.mean([a.majority_accuracy for a in self.per_attribute])) if self.per_attribute else math.nan
 
     def attribute(self, name: str) -> AttributeScore:
         """The entry of one attribute."""
@@ -461,17 +435,6 @@ class AttributeMetrics:
             if a.name == name:
                 return a
         raise KeyError(f"no attribute {name!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "n": self.n,
-            "threshold": self.threshold,
-            "mean_accuracy": _num(self.mean_accuracy),
-            "mean_auc": _num(self.mean_auc),
-            "mean_majority_accuracy": _num(float(np.mean([a.majority_accuracy for a in self.per_attribute]))),
-            "per_attribute": [a.to_dict() for a in self.per_attribute],
-        }
 
 
 def attribute_metrics(
@@ -524,7 +487,7 @@ def attribute_metrics(
 
 
 @dataclass(frozen=True)
-class GroupedMetric:
+class GroupedMetric(Serializable):
     """One metric broken down by a sensitive attribute (fairness view).
 
     Attributes:
@@ -539,6 +502,8 @@ class GroupedMetric:
         worst: Label of the worst group among those, or "".
 
     """
+
+    _derived: ClassVar[tuple[str, ...]] = ("gap_points",)
 
     metric: str
     by: str
@@ -557,22 +522,6 @@ class GroupedMetric:
     def group(self, label: str) -> GroupValue:
         """The entry of one group."""
         return _find(self.groups, label)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        d: dict[str, Any] = {
-            "metric": self.metric,
-            "by": self.by,
-            "unit": self.unit,
-            "groups": [g.to_dict() for g in self.groups],
-            "min_count": self.min_count,
-            "gap": _num(self.gap),
-            "best": self.best,
-            "worst": self.worst,
-        }
-        if self.unit == "fraction":
-            d["gap_points"] = _num(self.gap_points, 3)
-        return d
 
 
 def _grouped(

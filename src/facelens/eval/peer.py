@@ -32,6 +32,7 @@ from ..labels import GENDERS
 from ..types import Box
 from . import metrics as M
 from .heads import ModelRef, SplitInfo, model_ref, pick_face, select_split
+from .metrics import Serializable
 
 __all__ = ["PEER_REQUIREMENT", "PeerComparison", "PeerUnavailable", "SystemScores", "compare_age_gender", "register"]
 
@@ -46,7 +47,7 @@ class PeerUnavailable(FaceLensError):
 
 
 @dataclass(frozen=True)
-class SystemScores:
+class SystemScores(Serializable):
     """Age and gender quality of one system on a set of images.
 
     Attributes:
@@ -67,18 +68,6 @@ class SystemScores:
     age_mae: float
     gender_accuracy: float
     ms_per_image: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "system": self.system,
-            "version": self.version,
-            "images": self.images,
-            "faces_found": self.faces_found,
-            "age_mae": M._num(self.age_mae, 3),
-            "gender_accuracy": M._num(self.gender_accuracy, 4),
-            "ms_per_image": M._num(self.ms_per_image, 2),
-        }
 
 
 @dataclass(frozen=True)
@@ -173,6 +162,15 @@ def _peer_face(pred: list[dict[str, Any]], width: int, height: int) -> _PeerFace
     return choose_face(faces, width, height)
 
 
+def _safely(run: Any, image: np.ndarray, failures: dict[str, int], system: str) -> Any:
+    """Run one system on one image; an exception counts as a failure (and no face), never stops the run."""
+    try:
+        return run(image)
+    except Exception:  # noqa: BLE001 - either system may raise on an odd image
+        failures[system] += 1
+        return None
+
+
 class _Run:
     """Per-image outputs of one system (NaN / -1 where nothing was found)."""
 
@@ -245,6 +243,14 @@ def compare_age_gender(
     gen_t = np.array([s.gender for s in samples], int)
     ours, theirs = _Run(n), _Run(n)
     readable = np.ones(n, bool)
+    failures = {"facelens": 0, "peer": 0}
+
+    def run_ours(image: np.ndarray) -> Any:
+        return pick_face(analyzer.analyze_array(image))
+
+    def run_peer(image: np.ndarray) -> _PeerFace | None:
+        return _peer_face(peer.predict(image), image.shape[1], image.shape[0])
+
     warm_up(analyzer, peer)
     for i, s in enumerate(progress_bar(samples, progress, "peer")):
         try:
@@ -253,9 +259,9 @@ def compare_age_gender(
             readable[i] = False
             continue
         t0 = time.perf_counter()
-        face = pick_face(analyzer.analyze_array(image))
+        face = _safely(run_ours, image, failures, "facelens")
         t1 = time.perf_counter()
-        pf = _peer_face(peer.predict(image), image.shape[1], image.shape[0])
+        pf = _safely(run_peer, image, failures, "peer")
         ours.seconds[i], theirs.seconds[i] = t1 - t0, time.perf_counter() - t1
         if face is not None:
             ours.found[i] = True
@@ -268,6 +274,7 @@ def compare_age_gender(
     ours_v = ", ".join(f"{r.name} {r.version}".strip() for r in refs) or "no heads"
     both = ours.found & theirs.found
     notes = [f"{int((~readable).sum())} unreadable image(s) left out"] if not readable.all() else []
+    notes += [f"{system} failed on {k} image(s) (counted as no face)" for system, k in failures.items() if k]
     if not heads:
         notes.append("no facelens head model installed: facelens column shows detection only (pass --model)")
     notes.append("the peer's age output is limited to 0-80 years (UTKFace goes to 116)")

@@ -123,6 +123,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         version=__version__,
         description="Offline face analysis: faces, landmarks, age, gender, ethnicity and facial attributes.",
         lifespan=lifespan,
+        docs_url=None,  # served below, from local files when possible
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -169,7 +171,43 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_docs(app)
     return app
+
+
+def swagger_assets_dir() -> Path | None:
+    """The Swagger UI files of the optional ``swagger-ui-py`` package, so ``/docs`` works offline; else ``None``."""
+    try:
+        import swagger_ui
+    except ImportError:
+        return None
+    d = Path(swagger_ui.__file__).resolve().parent / "static"
+    return d if all((d / n).is_file() for n in _SWAGGER_FILES) else None
+
+
+_SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from local files (``swagger-ui-py`` installed) or, failing that, from its CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import FileResponse
+
+    assets = swagger_assets_dir()
+    local = {"swagger_js_url": "/docs/assets/swagger-ui-bundle.js", "swagger_css_url": "/docs/assets/swagger-ui.css"}
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        kw = local if assets is not None else {}
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="facelens API", swagger_favicon_url="data:,", **kw
+        )
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        if assets is None or name not in _SWAGGER_FILES:
+            raise ApiError(404, "not_found", "no such file")
+        return FileResponse(assets / name, media_type=_SWAGGER_FILES[name], headers={"Cache-Control": "max-age=86400"})
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,7 +1,8 @@
 """Preprocessing cache: detect, align and store every training face once, exactly as inference will see it.
 
-For each sample of each configured dataset: decode the file to RGB (Pillow, EXIF orientation applied), detect
-faces with the configured detector (YuNet, ``pad="auto"`` so tight chips work), choose one face with
+For each sample of each configured dataset: decode the file to RGB with :func:`facelens.io.load_image` (EXIF
+orientation applied, as at inference), detect faces with the configured detector (YuNet, ``pad="auto"`` so tight
+chips work), choose one face with
 :func:`choose_face`, align it with :func:`facelens.align.align_face` at ``preprocess.size`` and the configured
 template, and store the crop. Samples without a detected face are counted and listed, not stored.
 
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..align import TEMPLATES, Template, align_face
-from ..errors import UnreadableImage
+from ..errors import FaceLensError
 from ..labels import CELEBA_ATTRIBUTES
 from .config import TrainConfig, config_to_dict
 
@@ -196,20 +197,15 @@ def collect_records(config: TrainConfig) -> tuple[list[SampleRecord], dict[str, 
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to an ``H x W x 3`` uint8 RGB array with its EXIF orientation applied.
+    """Decode an image file to ``H x W x 3`` uint8 RGB with the loader inference uses (:func:`facelens.io.load_image`).
 
     Raises:
-        UnreadableImage: If the file cannot be decoded.
+        FaceLensError: If the file cannot be decoded or is too large.
 
     """
-    from PIL import Image, ImageOps
+    from ..io import load_image
 
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for corrupt/unsupported files
-        raise UnreadableImage(f"cannot decode {path}: {exc}") from exc
+    return load_image(path)
 
 
 def choose_face(detections: list[Any], width: int, height: int, score_margin: float = 0.15) -> Any | None:
@@ -270,7 +266,7 @@ def _process_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, int, Any, An
     for idx, path in chunk:
         try:
             rgb = load_rgb(path)
-        except UnreadableImage:
+        except FaceLensError:
             out.append((idx, _UNREADABLE, None, None, 0.0))
             continue
         face = choose_face(detector.detect(rgb), rgb.shape[1], rgb.shape[0])

@@ -196,6 +196,9 @@ class LoopConfig:
         out_dir: Output folder (checkpoints, ``config.yaml``, ``history.jsonl``).
         max_minutes: Wall-clock budget of the training loop; it stops cleanly (checkpoint and validation) once
             it is spent. 0 disables.
+        fit_to_budget: With ``max_minutes`` and the cosine schedule: after each epoch, if the remaining epochs
+            would not fit in the budget at the measured epoch time, end the schedule earlier (fewer epochs, LR
+            decayed properly) instead of being cut off at a high learning rate.
         fast_dev_run: If > 0, run only this many training and validation batches per epoch (smoke tests).
         val_batch_size: Batch size of validation.
         log_every: Update the progress bar's loss display every this many steps.
@@ -209,6 +212,7 @@ class LoopConfig:
     num_threads: int = 0
     out_dir: str = "runs/facelens"
     max_minutes: float = 0.0
+    fit_to_budget: bool = True
     fast_dev_run: int = 0
     val_batch_size: int = 256
     log_every: int = 10

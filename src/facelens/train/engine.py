@@ -235,14 +235,47 @@ def make_scheduler(
     if o.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=o.lr, total_steps=total + 1)
     warm = min(int(round(o.warmup_epochs * steps_per_epoch)), total - 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(warm, total, o.min_lr_ratio))
 
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / (warm + 1)
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+class CosineWithWarmup:
+    """Learning-rate factor per step: linear warm-up, then cosine decay to ``min_ratio`` at ``total`` steps.
+
+    A callable object rather than a closure so that ``LambdaLR.state_dict`` saves it, including a horizon
+    shortened by :func:`train` to fit a time budget.
+    """
+
+    def __init__(self, warmup: int, total: int, min_ratio: float) -> None:
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+
+    def __call__(self, step: int) -> float:
+        """Return the factor of the peak learning rate at ``step``."""
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def fit_epochs_to_budget(
+    planned: int, done: int, epoch_seconds: float, elapsed: float, budget: float, reserve: float
+) -> int:
+    """Number of epochs to plan for so that the run ends within ``budget`` seconds (never more than planned).
+
+    Args:
+        planned: Epochs currently planned.
+        done: Epochs completed.
+        epoch_seconds: Measured time of one epoch (training and validation).
+        elapsed: Seconds spent so far.
+        budget: Total seconds allowed.
+        reserve: Seconds kept free for the work after the last epoch.
+
+    Returns:
+        ``planned``, or fewer (at least ``done``) when the remaining epochs would not fit.
+    """
+    if not math.isfinite(budget) or epoch_seconds <= 0:
+        return planned
+    fit = int((budget - reserve - elapsed) // epoch_seconds)
+    return max(done, min(planned, done + fit))
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------
@@ -353,7 +386,7 @@ def train(
     model = model.to(device)
     optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
     scheduler = make_scheduler(optimizer, config, steps)
-    first_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, 0, 0
+    first_epoch, best_score, best_epoch, bad_epochs, planned = 0, -math.inf, 0, 0, oc.epochs
     best_metrics: dict[str, float] = {}
     if resume and last_path.is_file():
         ckpt = torch.load(last_path, map_location=device, weights_only=False)
@@ -362,19 +395,29 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         first_epoch, best_score = ckpt["epoch"], ckpt["best_score"]
         best_epoch, bad_epochs, best_metrics = ckpt["best_epoch"], ckpt["bad_epochs"], ckpt["best_metrics"]
+        if ckpt["planned_epochs"] < ckpt["config"]["optim"]["epochs"]:  # shortened to fit a time budget
+            planned = min(planned, ckpt["planned_epochs"])
+        if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            scheduler.lr_lambdas[0].total = planned * steps  # the horizon follows optim.epochs on resume
     save_config(config, out / "config.yaml")
 
     budget = tc.max_minutes * 60.0 if tc.max_minutes > 0 else math.inf
     stopped, epochs_run = "completed", first_epoch
     gen = torch.Generator(device=device)
+    epoch_times: list[float] = []
+    schedule = scheduler.lr_lambdas[0] if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) else None
     for epoch in range(first_epoch, oc.epochs):
+        if epoch >= planned:
+            stopped = "time_budget"
+            break
+        t_epoch = time.perf_counter()
         torch.manual_seed(tc.seed * 1000 + epoch)
         gen.manual_seed(tc.seed * 1000 + epoch)
         model.train()
         batches = mixed_batches(train_rows, weights, oc.batch_size, steps, tc.seed, epoch)
         loader = _loader(ds, batches, tc.num_workers, device)
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{oc.epochs}", disable=not progress, unit="batch")
-        run_loss, seen, t_epoch = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{planned}", disable=not progress, unit="batch")
+        run_loss, seen = 0.0, 0
         for step, batch in enumerate(bar):
             batch = _to_device(batch, device)
             x = augment_batch(batch.pop("image"), config.augment, config.model.input_size, gen)
@@ -399,11 +442,20 @@ def train(
             best_score, best_epoch, best_metrics, bad_epochs = metrics["score"], epoch + 1, metrics, 0
         else:
             bad_epochs += 1
+        epoch_times.append(time.perf_counter() - t_epoch)
+        if stopped != "time_budget" and tc.fit_to_budget and isinstance(schedule, CosineWithWarmup):
+            mean_epoch = sum(epoch_times) / len(epoch_times)
+            elapsed = time.perf_counter() - start
+            fitted = fit_epochs_to_budget(planned, epoch + 1, mean_epoch, elapsed, budget, reserve=mean_epoch / 4)
+            if fitted < planned:
+                planned, schedule.total = fitted, fitted * steps
+                tqdm.write(f"time budget: the schedule now ends after epoch {planned}")
         payload = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "epoch": epoch + 1,
+            "planned_epochs": planned,
             "config": config_to_dict(config),
             "metrics": metrics,
             "best_score": best_score,
@@ -426,9 +478,8 @@ def train(
         }
         with open(out / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        if progress:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            tqdm.write(f"epoch {epoch + 1}: {shown}" + (" (best)" if improved else ""))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        tqdm.write(f"epoch {epoch + 1}: {shown}" + (" (best)" if improved else ""))
         if stopped == "time_budget":
             break
         if tc.patience > 0 and bad_epochs >= tc.patience:

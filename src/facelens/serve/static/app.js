@@ -301,6 +301,8 @@
       await video.play();
       this.stream.getVideoTracks().forEach((t) => t.addEventListener("ended", () => this.stop("The camera stopped.")));
       this.running = true;
+      $("cam-canvas").hidden = false;
+      $("cam-placeholder").hidden = true;
       this.frames = 0;
       this.times = [];
       this.result = null;
@@ -419,6 +421,8 @@
         this.stream = null;
       }
       $("cam-video").srcObject = null;
+      $("cam-canvas").hidden = true;
+      $("cam-placeholder").hidden = false;
       $("cam-start").disabled = false;
       $("cam-stop").disabled = true;
       if (wasRunning && typeof reason === "string") this.message(reason);
