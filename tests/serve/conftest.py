@@ -59,18 +59,10 @@ def serve_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def head_dir(serve_tmp: Path) -> Path:
-    """A folder holding the tiny synthetic head model of tests/conftest.py (skips without onnx)."""
+def head_dir(request: pytest.FixtureRequest) -> Path:
+    """A folder holding only the tiny synthetic head model of tests/conftest.py (``tiny-test``, all four tasks)."""
     pytest.importorskip("onnx", reason="onnx is needed to build the tiny head model")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("facelens_tests_root_conftest", REPO / "tests" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    d = serve_tmp / "heads"
-    mod.build_tiny_model(d / "tiny.onnx")
-    return d
+    return request.getfixturevalue("tiny_model_dir")
 
 
 @pytest.fixture

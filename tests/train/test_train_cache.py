@@ -143,3 +143,37 @@ def test_assign_splits_is_seeded_and_sized() -> None:
 def test_official_splits_are_kept(tmp_path: Path) -> None:
     s = [FaceSample(path=tmp_path / f"{i}.jpg", split="train" if i % 2 else "val") for i in range(10)]
     assert [r.split for r in to_records("celeba", s, 0.5, 0.2, seed=0)] == [x.split for x in s]
+
+
+def _shared_data() -> Path | None:
+    repo = Path(__file__).resolve().parents[2]
+    for candidate in (repo.parent / "shared" / "data", repo / "shared" / "data"):
+        if (candidate / "utkface").is_dir() and (candidate / "celeba").is_dir():
+            return candidate
+    return None
+
+
+@pytest.mark.shared_data
+def test_real_preprocessing_on_a_few_shared_images(tmp_path: Path) -> None:
+    """YuNet, the real readers and alignment on 6 UTKFace chips and 6 CelebA crops (written to tmp only)."""
+    shared = _shared_data()
+    if shared is None:
+        pytest.skip("shared research data (../shared/data) is not available")
+    cfg = TrainConfig(
+        data=DataConfig(
+            datasets=(
+                DatasetSpec("utkface", str(shared / "utkface"), max_samples=6),
+                DatasetSpec("celeba", str(shared / "celeba"), {"images": "face_crops"}, id="crops", max_samples=6),
+            ),
+            cache_dir=str(tmp_path / "cache"),
+        ),
+        preprocess=PreprocessConfig(size=SIZE, workers=0),
+    )
+    info = build_cache(cfg, progress=False)
+    assert info.n_samples == 12 and info.n_faces + info.no_face == 12 and info.n_faces >= 10
+    c = open_cache(info.path)
+    assert set(c.labels["dataset"]) == {"utkface", "crops"}
+    utk = c.labels["dataset"] == "utkface"
+    assert not np.isnan(c.labels["age"][utk]).any() and (c.labels["attributes"][utk] == -1).all()
+    assert (c.labels["attributes"][~utk] >= 0).all() and (c.labels["race"][~utk] == -1).all()
+    assert (c.labels["det_score"] >= 0.6).all()

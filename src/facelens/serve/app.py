@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import FaceLensError
 from ..types import ImageResult
-from .engine import AnalyzeOptions, Engine
+from .engine import AnalyzeOptions, Engine, Slot
 from .errors import STATUS_CODES, ApiError, error_body, from_facelens_error
 from .options import build_options, key_matches, unauthorized
 from .settings import ServeSettings
@@ -194,13 +194,17 @@ def _add_docs(app: FastAPI) -> None:
     from fastapi.responses import FileResponse
 
     assets = swagger_assets_dir()
-    local = {"swagger_js_url": "/docs/assets/swagger-ui-bundle.js", "swagger_css_url": "/docs/assets/swagger-ui.css"}
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        kw = local if assets is not None else {}
+        if assets is None:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="facelens API", swagger_favicon_url="data:,")
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="facelens API", swagger_favicon_url="data:,", **kw
+            openapi_url="/openapi.json",
+            title="facelens API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="data:,",
         )
 
     @app.get("/docs/assets/{name}", include_in_schema=False)
@@ -312,7 +316,7 @@ def _api_router(settings: ServeSettings, engine: Engine) -> APIRouter:
             return await within(settings.timeout_s, _analyze_one(request, slot, opts, multipart, annotate, format))
 
     async def _analyze_one(
-        request: Request, slot: Any, opts: AnalyzeOptions, multipart: bool, annotate: bool, fmt: str
+        request: Request, slot: Slot, opts: AnalyzeOptions, multipart: bool, annotate: bool, fmt: str
     ) -> Response:
         limit = settings.max_upload_bytes
         if multipart:
@@ -357,7 +361,7 @@ def _api_router(settings: ServeSettings, engine: Engine) -> APIRouter:
         with engine.acquire() as slot:
             return await within(settings.timeout_s, _batch(request, slot, opts, ctype))
 
-    async def _batch(request: Request, slot: Any, opts: AnalyzeOptions, ctype: str) -> JSONResponse:
+    async def _batch(request: Request, slot: Slot, opts: AnalyzeOptions, ctype: str) -> JSONResponse:
         parts = await read_multipart(
             request.stream(),
             ctype,

@@ -82,7 +82,7 @@ def stream_router(settings: ServeSettings, engine: Engine) -> APIRouter:
             if not authed and not await _authenticate(ws, settings):
                 return
             await _serve_frames(ws, settings, engine, opts)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the client went away, possibly mid-frame
             return
         finally:
             engine.open_streams -= 1

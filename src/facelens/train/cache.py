@@ -310,14 +310,6 @@ def cache_key(config: TrainConfig, records: list[SampleRecord]) -> str:
     return h.hexdigest()[:16]
 
 
-def find_cache(config: TrainConfig, records: list[SampleRecord] | None = None) -> Path | None:
-    """Return the folder of the up-to-date cache for ``config``, or None when it has not been built."""
-    if records is None:
-        records, _ = collect_records(config)
-    path = Path(config.data.cache_dir) / cache_key(config, records)
-    return path if (path / "meta.json").is_file() else None
-
-
 def build_cache(
     config: TrainConfig,
     records: list[SampleRecord] | None = None,

@@ -350,8 +350,7 @@ def train(
     Args:
         config: The resolved training config.
         resume: Continue from ``<out_dir>/last.pt`` (model, optimizer, scheduler, epoch, early-stopping
-            state).
-            Without a checkpoint there, training starts afresh.
+            state); a larger ``optim.epochs`` extends the run. Without a checkpoint there, training starts afresh.
         progress: Show tqdm progress bars.
         cache: Use this finished cache folder instead of building (or finding) the one the config describes.
 
@@ -399,12 +398,13 @@ def train(
             planned = min(planned, ckpt["planned_epochs"])
         if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             scheduler.lr_lambdas[0].total = planned * steps  # the horizon follows optim.epochs on resume
+    else:
+        (out / "history.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh history
     save_config(config, out / "config.yaml")
 
     budget = tc.max_minutes * 60.0 if tc.max_minutes > 0 else math.inf
     stopped, epochs_run = "completed", first_epoch
     gen = torch.Generator(device=device)
-    epoch_times: list[float] = []
     schedule = scheduler.lr_lambdas[0] if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) else None
     for epoch in range(first_epoch, oc.epochs):
         if epoch >= planned:
@@ -442,11 +442,10 @@ def train(
             best_score, best_epoch, best_metrics, bad_epochs = metrics["score"], epoch + 1, metrics, 0
         else:
             bad_epochs += 1
-        epoch_times.append(time.perf_counter() - t_epoch)
+        last = time.perf_counter() - t_epoch  # the latest epoch tracks the machine's current speed
         if stopped != "time_budget" and tc.fit_to_budget and isinstance(schedule, CosineWithWarmup):
-            mean_epoch = sum(epoch_times) / len(epoch_times)
             elapsed = time.perf_counter() - start
-            fitted = fit_epochs_to_budget(planned, epoch + 1, mean_epoch, elapsed, budget, reserve=mean_epoch / 4)
+            fitted = fit_epochs_to_budget(planned, epoch + 1, last, elapsed, budget, reserve=last / 4)
             if fitted < planned:
                 planned, schedule.total = fitted, fitted * steps
                 tqdm.write(f"time budget: the schedule now ends after epoch {planned}")
