@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     from .. import bench
     from ..eval import card
+    from ..serve import cli as serve_cli
     from . import analyze, batch, evaluate
 
     parser = argparse.ArgumentParser(
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(sub)
     batch.register(sub)
     card.register(sub)
+    serve_cli.register(sub)
     _register_train(sub)
     return parser
 
