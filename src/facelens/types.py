@@ -93,6 +93,27 @@ class Age:
     coverage: float = 0.8
 
 
+def predictions_to_dict(
+    age: Age | None, gender: Label | None, race: Label | None, attributes: dict[str, float] | None
+) -> dict[str, Any]:
+    """JSON keys of the head predictions; a prediction that is ``None`` leaves its keys out.
+
+    Keys: ``age``, ``age_interval``, ``age_group``, ``gender``, ``race``, ``attributes`` (see ``docs/schema.md``).
+    """
+    d: dict[str, Any] = {}
+    if age is not None:
+        d["age"] = _r(age.years, 1)
+        d["age_interval"] = [_r(age.interval[0], 1), _r(age.interval[1], 1)]
+        d["age_group"] = dict(age.groups)
+    if gender is not None:
+        d["gender"] = {"label": gender.label, "score": _r(gender.score, 4)}
+    if race is not None:
+        d["race"] = {"label": race.label, "scores": {k: _r(v, 4) for k, v in race.scores.items()}}
+    if attributes is not None:
+        d["attributes"] = {k: _r(v, 4) for k, v in attributes.items()}
+    return d
+
+
 @dataclass(frozen=True)
 class Face:
     """Everything known about one face. Fields of heads that did not run are ``None``."""
@@ -118,19 +139,7 @@ class Face:
         }
         if self.track_id is not None:
             d["track_id"] = self.track_id
-        if self.age is not None:
-            d["age"] = _r(self.age.years, 1)
-            d["age_interval"] = [_r(self.age.interval[0], 1), _r(self.age.interval[1], 1)]
-            d["age_group"] = dict(self.age.groups)
-        if self.gender is not None:
-            d["gender"] = {"label": self.gender.label, "score": _r(self.gender.score, 4)}
-        if self.race is not None:
-            d["race"] = {
-                "label": self.race.label,
-                "scores": {k: _r(v, 4) for k, v in self.race.scores.items()},
-            }
-        if self.attributes is not None:
-            d["attributes"] = {k: _r(v, 4) for k, v in self.attributes.items()}
+        d.update(predictions_to_dict(self.age, self.gender, self.race, self.attributes))
         return d
 
 

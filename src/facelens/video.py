@@ -15,7 +15,7 @@ import numpy as np
 from .heads import HeadOutputs
 from .pipeline import FaceAnalyzer, _merge
 from .track import IoUTracker, Track
-from .types import Age, Face, ImageResult, Label
+from .types import Age, Face, ImageResult, Label, predictions_to_dict
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,7 @@ class TrackResult:
             "frames_seen": self.frames_seen,
             "head_updates": self.head_updates,
         }
-        if self.age is not None:
-            d["age"] = round(self.age.years, 1)
-            d["age_interval"] = [round(self.age.interval[0], 1), round(self.age.interval[1], 1)]
-            d["age_group"] = dict(self.age.groups)
-        if self.gender is not None:
-            d["gender"] = {"label": self.gender.label, "score": round(self.gender.score, 4)}
-        if self.race is not None:
-            d["race"] = {"label": self.race.label, "scores": {k: round(v, 4) for k, v in self.race.scores.items()}}
-        if self.attributes is not None:
-            d["attributes"] = {k: round(v, 4) for k, v in self.attributes.items()}
+        d.update(predictions_to_dict(self.age, self.gender, self.race, self.attributes))
         return d
 
 
