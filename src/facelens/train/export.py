@@ -82,7 +82,12 @@ def build_metadata(config: TrainConfig, tasks: tuple[str, ...], metrics: dict[st
             f"{config.model.arch} multi-task face model ({', '.join(tasks)}) trained by facelens.train on {datasets}"
         ),
         metrics=metrics,
-        extra={"arch": config.model.arch, "recipe": config.name, "datasets": datasets},
+        extra={
+            "arch": config.model.arch,
+            "recipe": config.name,
+            "datasets": datasets,
+            "train_command": f"facelens train --config recipes/{config.name}.yaml",
+        },
     )
 
 

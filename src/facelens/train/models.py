@@ -188,3 +188,4 @@ def create_model(
     if name not in ARCHITECTURES:
         raise ModelError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     return MultiTaskNet(ARCHITECTURES[name](pretrained=pretrained), tasks=tasks, dropout=dropout)
+from . import zoo as _zoo  # noqa: E402,F401 - registers the zoo architectures
