@@ -1,0 +1,343 @@
+"""Experiment commands: ``facelens cv``, ``ablate``, ``sweep``, ``transfer`` and ``report``.
+
+Mounted on the main CLI by :func:`register`. This module imports only the standard library; torch, optuna and
+mlflow are imported when a command runs. Every command writes a run folder (``--out``, default
+``runs/<kind>/<name>``) holding the exact command (``command.txt``), and running the same command again
+resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import FaceLensError
+
+
+def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
+    p.add_argument("--config", required=True, help="training recipe (YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optim.epochs=3 (repeatable)",
+    )
+    if task:
+        p.add_argument(
+            "--task",
+            default="gender",
+            help="gender (default), race, age, age_group, or a CelebA attribute name such as Male",
+        )
+        p.add_argument("--age-scheme", default="utkface", help="age-group scheme for exact / 1-off (utkface, adience)")
+    _run_options(p)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default="", help="experiment name (default: from the recipe and options)")
+    p.add_argument("--out", default="", help="run folder (default: runs/<kind>/<name>)")
+    p.add_argument("--cache", default=None, help="use this finished cache folder instead of the recipe's")
+    p.add_argument("--seed", type=int, default=0, help="seed of folds and subsampling (default 0)")
+    p.add_argument("--max-train", type=int, default=None, help="cap on training rows (seeded, stratified)")
+    p.add_argument("--max-val", type=int, default=None, help="cap on validation rows")
+    p.add_argument("--max-test", type=int, default=None, help="cap on evaluation rows")
+    p.add_argument(
+        "--tracking", choices=("mlflow", "none"), default="mlflow", help="experiment tracking (default mlflow)"
+    )
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--no-log-model", action="store_true", help="do not attach best.pt to the MLflow runs")
+    p.add_argument("--fresh", action="store_true", help="reuse a run folder that holds a different experiment")
+    p.add_argument("--progress", action="store_true", help="show the engine's progress bars")
+
+
+def add_cv_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens cv``."""
+    _common(p)
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--inner-val", type=float, default=0.1, help="share of training folds held out for selection")
+    p.add_argument("--max-samples", type=int, default=None, help="cap on the rows entering the CV")
+    p.add_argument("--no-identities", action="store_true", help="do not make folds subject-disjoint")
+
+
+def add_ablate_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens ablate``."""
+    _common(p)
+    p.add_argument(
+        "--arms",
+        default="",
+        help="comma-separated augmentation arms (default: all of none, flip, "
+        "rotation, brightness_contrast, warp, zoom, all)",
+    )
+    p.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="compare values of a config key instead (e.g. model.arch=mobilenet_v2,custom_cnn)",
+    )
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens sweep``."""
+    _common(p)
+    p.add_argument("--trials", type=int, default=10, help="finished trials to reach (default 10)")
+    p.add_argument("--sampler", choices=("tpe", "grid"), default="tpe")
+    p.add_argument("--storage", default="", help="Optuna storage URL (default sqlite:///runs/sweeps/NAME.db)")
+    p.add_argument("--no-prune", action="store_true", help="disable the median pruner")
+    p.add_argument("--best-out", default="", help="also write the best recipe here")
+
+
+def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens transfer``."""
+    p.add_argument("--pretrain", required=True, help="recipe A (pre-training, e.g. CelebA gender)")
+    p.add_argument("--finetune", required=True, help="recipe B (fine-tuning and test data, e.g. UTKFace gender)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value in both recipes (repeatable)",
+    )
+    p.add_argument("--task", default="gender", help="task (default gender)")
+    p.add_argument("--age-scheme", default="utkface", help="age-group scheme")
+    p.add_argument("--no-gray", action="store_true", help="skip the grayscale arm")
+    p.add_argument("--max-pretrain", type=int, default=None, help="cap on recipe A's training rows")
+    _run_options(p)
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens report``."""
+    p.add_argument("runs", nargs="+", help="experiment run folders")
+    p.add_argument("-o", "--output", required=True, help="Markdown file to write (plots go to <stem>_files/)")
+    p.add_argument("--title", default="", help="report title")
+    p.add_argument("--note", default="", help="paragraph under the title (or @FILE to read it from a file)")
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The canonical command line of parsed arguments (what reproduces the run), e.g. ``facelens cv --config ...``."""
+    parser: argparse.ArgumentParser = args._parser
+    words = ["facelens", args._command]
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps no public list
+        if isinstance(action, argparse._HelpAction) or action.dest.startswith("_"):  # noqa: SLF001
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            words += [str(v) for v in (value if isinstance(value, list) else [value])]
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+            if value:
+                words.append(flag)
+        elif isinstance(action, argparse._AppendAction):  # noqa: SLF001
+            for v in value or []:
+                words += [flag, str(v)]
+        elif value != action.default and value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def _load(path: str, overrides: list[str]) -> Any:
+    from ..train.config import load_config
+
+    return load_config(path, overrides)
+
+
+def _tracker(args: argparse.Namespace, experiment: str) -> Any:
+    from ..experiments.tracking import create_tracker
+
+    return create_tracker(args.tracking, args.tracking_uri, experiment, log_model=not args.no_log_model)
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from ..experiments.common import Limits
+
+    return Limits(args.max_train, args.max_val, args.max_test, args.seed)
+
+
+def _begin(args: argparse.Namespace, kind: str, name: str, setup: dict[str, Any]) -> Path:
+    from ..experiments.records import begin_experiment
+
+    out = Path(args.out) if args.out else Path("runs") / kind / name
+    return begin_experiment(out, kind, name, command_line(args), setup, fresh=args.fresh)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _done(out: Path) -> int:
+    print(f"results: {out / 'summary.json'}\nreport with: facelens report {out} -o docs/experiments/NAME.md")
+    return 0
+
+
+def _cfg_dict(config: Any) -> Any:
+    from ..train.config import config_to_dict
+
+    return config_to_dict(config)
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    """Run ``facelens cv``."""
+    try:
+        from dataclasses import asdict
+
+        from ..experiments.cv import CVOptions
+        from ..experiments.cv import run_cv as _run
+
+        config = _load(args.config, args.overrides)
+        opts = CVOptions(
+            args.folds, args.task, args.seed, args.inner_val, args.max_samples, args.age_scheme, not args.no_identities
+        )
+        name = args.name or f"{config.name}-{args.task}-k{args.folds}"
+        out = _begin(args, "cv", name, {"config": _cfg_dict(config), "options": asdict(opts), "cache": args.cache})
+        _run(config, opts, out, args.cache, _tracker(args, "facelens-cv"), args.progress)
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    return _done(out)
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    """Run ``facelens ablate``."""
+    try:
+        from dataclasses import asdict
+
+        from ..experiments.ablation import AUGMENT_ARMS, AblationOptions, run_ablation
+
+        config = _load(args.config, args.overrides)
+        arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) or tuple(AUGMENT_ARMS)
+        opts = AblationOptions(args.task, arms, tuple(args.vary), _limits(args), args.age_scheme)
+        name = args.name or f"{config.name}-{args.task}-" + ("vary" if args.vary else "augment")
+        out = _begin(
+            args, "ablation", name, {"config": _cfg_dict(config), "options": asdict(opts), "cache": args.cache}
+        )
+        run_ablation(config, opts, out, args.cache, _tracker(args, "facelens-ablation"), args.progress)
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    return _done(out)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Run ``facelens sweep``."""
+    try:
+        import shutil
+        from dataclasses import asdict
+
+        from ..experiments.sweep import SweepOptions
+        from ..experiments.sweep import run_sweep as _run
+
+        config = _load(args.config, args.overrides)
+        name = args.name or f"{config.name}-{args.task}-{args.sampler}"
+        opts = SweepOptions(
+            name,
+            args.trials,
+            args.sampler,
+            args.task,
+            args.storage,
+            args.seed,
+            not args.no_prune,
+            _limits(args),
+            age_scheme=args.age_scheme,
+        )
+        setup = {"config": _cfg_dict(config), "options": {**asdict(opts), "trials": None}, "cache": args.cache}
+        out = _begin(args, "sweep", name, setup)  # more --trials later extends the same sweep
+        summary = _run(config, opts, out, args.cache, _tracker(args, "facelens-sweep"), args.progress)
+        if args.best_out:
+            Path(args.best_out).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / "best.yaml", args.best_out)
+        print(json.dumps(summary["best"], indent=2))
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    return _done(out)
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    """Run ``facelens transfer``."""
+    try:
+        from dataclasses import asdict
+
+        from ..experiments.common import Limits
+        from ..experiments.transfer import TransferOptions
+        from ..experiments.transfer import run_transfer as _run
+
+        a = _load(args.pretrain, args.overrides)
+        b = _load(args.finetune, args.overrides)
+        opts = TransferOptions(
+            args.task,
+            not args.no_gray,
+            Limits(args.max_pretrain, args.max_val, None, args.seed),
+            _limits(args),
+            args.age_scheme,
+        )
+        name = args.name or f"{a.name}-to-{b.name}-{args.task}"
+        out = _begin(
+            args,
+            "transfer",
+            name,
+            {"pretrain": _cfg_dict(a), "finetune": _cfg_dict(b), "options": asdict(opts), "cache": args.cache},
+        )
+        _run(a, b, opts, out, args.cache, args.cache, _tracker(args, "facelens-transfer"), args.progress)
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    return _done(out)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Run ``facelens report``."""
+    try:
+        from ..experiments.report import render_report
+
+        note = args.note
+        if note.startswith("@"):
+            note = Path(note[1:]).read_text(encoding="utf-8")
+        path = render_report(args.runs, args.output, args.title, note, command_line(args))
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "cv": ("k-fold cross-validation of a recipe on one task", add_cv_arguments, run_cv),
+    "ablate": ("augmentation ablation (or any one-factor comparison) of a recipe", add_ablate_arguments, run_ablate),
+    "sweep": ("Optuna hyper-parameter sweep of a recipe (resumable, pruned)", add_sweep_arguments, run_sweep),
+    "transfer": (
+        "pre-train on one recipe, fine-tune on another; cross-dataset and grayscale tests",
+        add_transfer_arguments,
+        run_transfer,
+    ),
+    "report": ("render experiment run folders as Markdown with plots", add_report_arguments, run_report),
+}
+"""Subcommand name -> (help, add-arguments function, run function)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Register the experiment subcommands on the main CLI's sub-parser set (each sets ``args.func``)."""
+    for name, (help_text, add, run) in COMMANDS.items():
+        p = subparsers.add_parser(name, help=help_text, description=help_text)
+        add(p)
+        p.set_defaults(func=run, _command=name, _parser=p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m facelens.cli.experiments``), usable before :func:`register` is wired."""
+    parser = argparse.ArgumentParser(prog="python -m facelens.cli.experiments", description="facelens experiments")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Shared plumbing of the experiment commands: resolving the cache, building views, aggregating results."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluation import mean_std
+from .records import ExperimentError
+from .runner import ModelResult
+from .selection import SPLITS, TaskSpec, make_view, select_rows, training_sources
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Seeded, stratified caps on the rows an experiment uses (None: all).
+
+    Attributes:
+        max_train: Training rows.
+        max_val: Validation rows.
+        max_test: Evaluation rows.
+        seed: Subsampling seed.
+
+    """
+
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
+    seed: int = 0
+
+
+def resolve_cache(config: Any, cache: str | Path | None = None, progress: bool = False) -> Path:
+    """The cache folder to use: ``cache`` when given, else the recipe's (built or reused by the engine's code)."""
+    if cache is not None:
+        path = Path(cache)
+        if not (path / "meta.json").is_file():
+            raise ExperimentError(f"{path} is not a finished cache folder (no meta.json)")
+        return path
+    from ..train.cache import build_cache
+
+    return build_cache(config, progress=progress).path
+
+
+def views_dir(cache: Path) -> Path:
+    """Where views of a cache live: ``<cache parent>/views``."""
+    return Path(cache).parent / "views"
+
+
+def standard_view(
+    config: Any,
+    cache: Path,
+    labels: dict[str, np.ndarray],
+    task: TaskSpec,
+    limits: Limits,
+    test_sources: tuple[str, ...] | None = None,
+    gray: bool = False,
+    age_scheme: str = "utkface",
+) -> Path:
+    """A view with the recipe's train / val / test splits restricted to the task's rows and capped by ``limits``.
+
+    Args:
+        config: Recipe; training rows come from its sources with weight > 0.
+        cache: The cache.
+        labels: Its labels.
+        task: Only rows with this task's label are used.
+        limits: Row caps.
+        test_sources: Sources of the evaluation rows (default: the training sources).
+        gray: Grayscale view.
+        age_scheme: Scheme used to stratify age subsampling.
+
+    """
+    sources = training_sources(config)
+    split = np.full(len(labels["split"]), "none", dtype="<U5")
+    for name, srcs, cap in (
+        ("train", sources, limits.max_train),
+        ("val", sources, limits.max_val),
+        ("test", test_sources or sources, limits.max_test),
+    ):
+        rows = select_rows(labels, srcs, (name,), task, cap, limits.seed, age_scheme)
+        split[rows] = name
+    if not (split == "train").any():
+        raise ExperimentError(f"no training rows with a {task.name!r} label in the sources {list(sources)}")
+    return make_view(cache, split, views_dir(cache), gray=gray)
+
+
+def aggregate(results: list[ModelResult], section: str = "test") -> dict[str, dict[str, float]]:
+    """Mean and sample std of every numeric metric over models: ``{metric: {"mean": m, "std": s}}``."""
+    keys: list[str] = []
+    for r in results:
+        keys += [k for k in getattr(r, section) if k not in keys]
+    out = {}
+    for k in keys:
+        m, s = mean_std([getattr(r, section).get(k, math.nan) for r in results])
+        out[k] = {"mean": m, "std": s}
+    return out
+
+
+__all__ = ["SPLITS", "Limits", "aggregate", "resolve_cache", "standard_view", "views_dir"]

@@ -1,0 +1,133 @@
+"""Run folders of the experiment commands: metadata, the exact command, and result JSON files.
+
+Every experiment writes into one folder (``--out``, default ``runs/<kind>/<name>``):
+
+- ``experiment.json``: kind (``cv``, ``ablation``, ``sweep``, ``transfer``), name, recipe, options, and the
+  fingerprint that a resumed run must match.
+- ``command.txt``: the exact command line that produced the folder (the first one; a resumed run appends its
+  own command to ``commands.log`` with a timestamp).
+- one sub-folder per trained model (fold, arm, trial) with the engine's checkpoints, ``history.jsonl`` and a
+  ``result.json`` written when that model is trained and evaluated, so an interrupted experiment resumes at
+  the first model without one.
+- ``summary.json``: the aggregated results the report renders.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import FaceLensError
+
+SCHEMA_VERSION = 1
+
+
+class ExperimentError(FaceLensError):
+    """An experiment cannot run: wrong options, a run folder of another experiment, missing data."""
+
+    code = "experiment_error"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON form of ``value``: non-finite floats become ``None``, tuples lists, paths strings."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def fingerprint(data: Any) -> str:
+    """Short stable hash of a JSON-able value (sorted keys)."""
+    return hashlib.sha256(json.dumps(jsonable(data), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def begin_experiment(
+    out_dir: str | Path, kind: str, name: str, command: str, setup: dict[str, Any], fresh: bool = False
+) -> Path:
+    """Create (or reopen, to resume) the folder of one experiment and record its command.
+
+    Args:
+        out_dir: The run folder.
+        kind: ``"cv"``, ``"ablation"``, ``"sweep"`` or ``"transfer"``.
+        name: Experiment name (the recipe's ``name`` unless given).
+        command: The exact command line.
+        setup: Everything that defines the experiment (resolved recipe, options); its fingerprint must match
+            when the folder is reopened.
+        fresh: Allow reusing a folder that holds a different experiment (its old files are left in place, the
+            metadata is replaced); without it that is an error.
+
+    Returns:
+        The folder.
+
+    Raises:
+        ExperimentError: If the folder holds another experiment and ``fresh`` is false.
+
+    """
+    out = Path(out_dir)
+    meta_path = out / "experiment.json"
+    fp = fingerprint({"kind": kind, "setup": setup})
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if meta_path.is_file() and not fresh:
+        meta = read_json(meta_path)
+        if meta.get("fingerprint") != fp:
+            raise ExperimentError(
+                f"{out} holds a different experiment ({meta.get('kind')} {meta.get('name')!r}, other settings); "
+                "choose another --out, or pass --fresh to start over in it"
+            )
+        with open(out / "commands.log", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} resumed: {command}\n")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(
+        meta_path,
+        {"schema": SCHEMA_VERSION, "kind": kind, "name": name, "created": stamp, "fingerprint": fp, "setup": setup},
+    )
+    (out / "command.txt").write_text(command + "\n", encoding="utf-8")
+    with open(out / "commands.log", "a", encoding="utf-8") as f:
+        f.write(f"{stamp} started: {command}\n")
+    return out
+
+
+def load_experiment(run_dir: str | Path) -> dict[str, Any]:
+    """Read a run folder: ``experiment.json``, ``summary.json`` (if written) and the command.
+
+    Raises:
+        ExperimentError: If the folder has no ``experiment.json``.
+
+    """
+    run = Path(run_dir)
+    if not (run / "experiment.json").is_file():
+        raise ExperimentError(f"{run} is not an experiment folder (no experiment.json)")
+    meta = read_json(run / "experiment.json")
+    summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else None
+    command = (run / "command.txt").read_text(encoding="utf-8").strip() if (run / "command.txt").is_file() else ""
+    return {"path": run, "meta": meta, "summary": summary, "command": command}

@@ -1,0 +1,320 @@
+"""Train one model with the engine, evaluate it on a task, and record it: the unit every experiment repeats.
+
+:func:`train_and_evaluate` calls :func:`facelens.train.engine.train` on a cache view, resuming from the
+model folder's ``last.pt`` when there is one, then evaluates ``best.pt`` on the view's ``"test"`` rows and
+writes ``result.json``. A folder that already has a matching ``result.json`` is not trained again, which is
+what makes every experiment resumable model by model.
+
+Two things the engine does not offer as arguments are wrapped here without changing it:
+
+- a per-epoch callback (pruning): when ``engine.train`` has an ``on_epoch_end`` parameter it is used; otherwise
+  the engine's per-epoch validation function is wrapped for the duration of the call and the callback runs
+  after each validation (a stop request then ends training before that epoch's checkpoint is written);
+- initialising from another checkpoint (transfer): when ``engine.train`` has an ``init_from`` parameter it is
+  used; otherwise an epoch-0 ``last.pt`` holding those weights and a fresh optimizer and schedule is written
+  and the engine resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluation import predict, profile_model, task_metrics
+from .records import ExperimentError, fingerprint, read_json, write_json
+from .selection import TaskSpec
+from .tracking import NullTracker, Tracker
+
+EpochCallback = Callable[[dict[str, Any]], bool | None]
+"""Called after each epoch's validation with ``{"epoch": n, "val_<metric>": value, ...}``; True stops training."""
+
+
+class StopTraining(Exception):
+    """Raised inside the wrapped engine when an epoch callback asks to stop."""
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One trained and evaluated model (a fold, an ablation arm, a sweep trial, a transfer arm).
+
+    Attributes:
+        name: Its name in the experiment.
+        out_dir: Folder with checkpoints, ``history.jsonl`` and ``result.json``.
+        best_epoch: Epoch of ``best.pt``.
+        epochs_run: Epochs trained.
+        stopped: Why training ended (the engine's reason).
+        train_seconds: Training time summed over epochs (from ``history.jsonl``), excluding validation.
+        n_train: Training rows of the view.
+        n_val: Validation rows of the view.
+        n_test: Evaluated rows of the view (with the task's label).
+        val: The engine's validation metrics at the best epoch.
+        test: Task metrics of ``best.pt`` on the evaluated rows (empty when there are none).
+        profile: :class:`~facelens.experiments.evaluation.ModelProfile` as a dict.
+        history: The per-epoch records of ``history.jsonl``.
+        extra: Anything experiment-specific (e.g. sweep parameters).
+
+    """
+
+    name: str
+    out_dir: str
+    best_epoch: int
+    epochs_run: int
+    stopped: str
+    train_seconds: float
+    n_train: int
+    n_val: int
+    n_test: int
+    val: dict[str, float]
+    test: dict[str, float]
+    profile: dict[str, Any]
+    history: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelResult:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["history"] = tuple(data.get("history", ()))
+        return cls(**data)
+
+
+def read_history(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The engine's ``history.jsonl`` records of a model folder (empty when missing)."""
+    path = Path(out_dir) / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def _validation_hook(engine: Any, first_epoch: int, callback: EpochCallback) -> Iterator[None]:
+    original = engine.evaluate_rows
+    state = {"epoch": first_epoch}
+
+    def hooked(*args: Any, **kwargs: Any) -> dict[str, float]:
+        metrics = original(*args, **kwargs)
+        state["epoch"] += 1
+        if callback({"epoch": state["epoch"], **{f"val_{k}": v for k, v in metrics.items()}}):
+            raise StopTraining(state["epoch"])
+        return metrics
+
+    engine.evaluate_rows = hooked
+    try:
+        yield
+    finally:
+        engine.evaluate_rows = original
+
+
+def _seed_checkpoint(config: Any, cache: Path, init_from: Path) -> None:
+    """Write an epoch-0 ``last.pt`` with the weights of ``init_from`` and a fresh optimizer and schedule."""
+    import torch
+
+    from ..train import engine
+    from ..train.cache import open_cache
+    from ..train.config import config_to_dict
+    from ..train.models import create_model
+
+    out = Path(config.train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = create_model(config.model.arch, pretrained=False, dropout=config.model.dropout)
+    state = torch.load(init_from, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ExperimentError(f"{init_from}: no weight matches the architecture {config.model.arch!r}")
+    model.load_state_dict(usable, strict=False)
+    labels = open_cache(cache).labels
+    is_train = labels["split"] == "train"
+    n_train = sum(int((is_train & (labels["dataset"] == s.key)).sum()) for s in config.data.datasets)
+    steps = max(1, math.ceil(n_train / config.optim.batch_size))
+    if config.train.fast_dev_run > 0:
+        steps = min(steps, config.train.fast_dev_run)
+    optimizer = engine.make_optimizer(model, config.optim.lr, config.optim.weight_decay)
+    scheduler = engine.make_scheduler(optimizer, config, steps)
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": 0,
+        "planned_epochs": config.optim.epochs,
+        "config": config_to_dict(config),
+        "metrics": {},
+        "best_score": -math.inf,
+        "best_epoch": 0,
+        "best_metrics": {},
+        "bad_epochs": 0,
+        "cache": str(cache),
+        "init_from": str(init_from),
+    }
+    tmp = out / "last.tmp"
+    torch.save(payload, tmp)
+    tmp.replace(out / "last.pt")
+
+
+def run_engine(
+    config: Any,
+    cache: Path,
+    progress: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+    init_from: Path | None = None,
+) -> Any | None:
+    """Train (or resume) with the engine; returns its ``TrainResult``, or None when the callback stopped it."""
+    from ..train import engine
+
+    params = inspect.signature(engine.train).parameters
+    kwargs: dict[str, Any] = {"resume": True, "progress": progress, "cache": cache}
+    out = Path(config.train.out_dir)
+    if init_from is not None:
+        if "init_from" in params:
+            kwargs["init_from"] = init_from
+        elif not (out / "last.pt").is_file():
+            _seed_checkpoint(config, cache, init_from)
+    if on_epoch_end is None:
+        return engine.train(config, **kwargs)
+    if "on_epoch_end" in params:
+        result = engine.train(config, on_epoch_end=on_epoch_end, **kwargs)
+        return None if result.stopped not in ("completed", "early_stopping", "time_budget") else result
+    first = len(read_history(out)) if (out / "last.pt").is_file() else 0
+    try:
+        with _validation_hook(engine, first, on_epoch_end):
+            return engine.train(config, **kwargs)
+    except StopTraining:
+        return None
+
+
+def _curve_plot(history: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h.get("train_loss", math.nan) for h in history], "o-", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    key = f"val_{metric}"
+    if any(key in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(ep, [h.get(key, math.nan) for h in history], "s--", color="C1", label=key)
+        ax2.set_ylabel(key)
+    ax.set_title(path.parent.name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def train_and_evaluate(
+    name: str,
+    config: Any,
+    view: Path,
+    task: TaskSpec,
+    age_scheme: str = "utkface",
+    tracker: Tracker | None = None,
+    progress: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+    init_from: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> ModelResult | None:
+    """Train a model on a view, evaluate ``best.pt`` on the view's test rows, write ``result.json``.
+
+    Args:
+        name: Name of the model in its experiment.
+        config: Its training config (``train.out_dir`` is the model folder).
+        view: Cache view (see :func:`facelens.experiments.selection.make_view`).
+        task: Task to evaluate.
+        age_scheme: Age-group scheme of the age metrics.
+        tracker: Experiment tracker (default: none).
+        progress: Show the engine's progress bars.
+        on_epoch_end: Per-epoch callback; returning True stops (the result is then None, nothing is written).
+        init_from: Initialise the network from this checkpoint (transfer learning).
+        extra: Stored in :attr:`ModelResult.extra`.
+        tags: Tracking tags.
+
+    Returns:
+        The result, or None when ``on_epoch_end`` stopped the training.
+
+    Raises:
+        ExperimentError: If the folder holds a result of a different setup.
+
+    """
+    from ..train.cache import open_cache
+    from ..train.config import config_to_dict
+
+    tracker = tracker or NullTracker()
+    out = Path(config.train.out_dir)
+    setup = {"config": config_to_dict(config), "view": str(view), "task": task.name, "init_from": str(init_from)}
+    fp = fingerprint(setup)
+    result_path = out / "result.json"
+    if result_path.is_file():
+        stored = read_json(result_path)
+        if stored.get("fingerprint") != fp:
+            raise ExperimentError(f"{out} holds a model of another setup; remove it or use another --out")
+        return ModelResult.from_dict(stored["result"])
+    params = {**config_to_dict(config), "task": task.name, "init_from": str(init_from or "")}
+    with tracker.run(name, params, {"facelens.model": name, **(tags or {})}, key_dir=out):
+        trained = run_engine(config, view, progress, on_epoch_end, init_from)
+        if trained is None:
+            return None
+        history = read_history(out)
+        for h in history:
+            tracker.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
+        labels = open_cache(view).labels
+        test_rows = np.flatnonzero(labels["split"] == "test")
+        test: dict[str, float] = {}
+        if len(test_rows) and trained.best_checkpoint.is_file():
+            preds = predict(trained.best_checkpoint, view, test_rows)
+            test = task_metrics(task, labels, test_rows, preds, age_scheme)
+        profile = profile_model(trained.best_checkpoint).to_dict() if trained.best_checkpoint.is_file() else {}
+        result = ModelResult(
+            name=name,
+            out_dir=str(out),
+            best_epoch=trained.best_epoch,
+            epochs_run=trained.epochs_run,
+            stopped=trained.stopped,
+            train_seconds=round(sum(float(h.get("train_seconds", 0.0)) for h in history), 1),
+            n_train=int((labels["split"] == "train").sum()),
+            n_val=int((labels["split"] == "val").sum()),
+            n_test=int(test.get("n", 0)),
+            val=dict(trained.best_metrics),
+            test=test,
+            profile=profile,
+            history=tuple(history),
+            extra=dict(extra or {}),
+        )
+        tracker.log_metrics({f"test_{k}": v for k, v in test.items()})
+        tracker.log_metrics(
+            {
+                "train_seconds": result.train_seconds,
+                **{f"profile_{k}": v for k, v in profile.items() if isinstance(v, (int, float))},
+            }
+        )
+        plot = _curve_plot(history, task.val_metric, out / "curves.png")
+        for art in (out / "config.yaml", out / "history.jsonl", plot):
+            if art is not None:
+                tracker.log_artifact(art)
+        if getattr(tracker, "log_model", False):
+            tracker.log_artifact(trained.best_checkpoint)
+    write_json(result_path, {"fingerprint": fp, "setup": setup, "result": result.to_dict()})
+    return result
+
+
+def with_out_dir(config: Any, out_dir: Path, **sections: Any) -> Any:
+    """A copy of ``config`` writing to ``out_dir``; ``sections`` replace whole sections (``augment=...``)."""
+    return replace(config, train=replace(config.train, out_dir=str(out_dir)), **sections)
