@@ -31,6 +31,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
         assert main(["cv", "--config", str(recipe), "--folds", "5", "--out", str(out["cv"]), *common]) == 0
         assert main(["ablate", "--config", str(recipe), "--out", str(out["ablation"]), *common]) == 0
         argv = ["transfer", "--pretrain", str(a), "--finetune", str(b), "--out", str(out["transfer"]), *common]
+        argv.append("--single-task")
         assert main(argv) == 0
         try:
             import optuna  # noqa: F401
@@ -82,8 +83,10 @@ def test_transfer_cross_dataset_and_gray(runs: dict[str, Path]) -> None:
     assert s["pretrain_sources"] == ["celeba"] and s["finetune_sources"] == ["utkface"]
     assert {"pretrain_on_b", "scratch_on_gray"} <= set(s["evaluations"])
     assert s["evaluations"]["pretrain_on_b"]["n"] == s["models"]["scratch"]["test"]["n"]
-    ckpt = Path(s["models"]["finetune"]["out_dir"]) / "history.jsonl"
-    assert ckpt.is_file()
+    assert s["single_task"] is True
+    for model in s["models"].values():  # only the gender labels reached the engine
+        assert "gender_acc" in model["val"] and not {"age_mae", "race_acc", "attr_acc"} & set(model["val"])
+    assert "single-task" in (runs["transfer"] / "command.txt").read_text()
 
 
 def test_sweep_writes_study_and_best_recipe(runs: dict[str, Path]) -> None:

@@ -22,7 +22,10 @@ from facelens.train import engine  # noqa: E402
 @pytest.fixture()
 def setup(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     with tiny_arch() as arch:
-        yield make_synthetic_cache(tmp_path / "cache", n=40), tiny_recipe(tmp_path / "r.yaml", tmp_path, 2, arch=arch)
+        yield (
+            make_synthetic_cache(tmp_path / "cache", n=40),
+            tiny_recipe(tmp_path / "r.yaml", tmp_path, epochs=2, arch=arch),
+        )
 
 
 def _interrupt_second_epoch(monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
@@ -61,7 +64,19 @@ def test_interrupted_cv_resumes_at_the_next_fold(
 ) -> None:
     cache, recipe = setup
     out = tmp_path / "cv"
-    argv = ["cv", "--config", str(recipe), "--folds", "5", "--cache", str(cache), "--tracking", "none", "--out", str(out)]
+    argv = [
+        "cv",
+        "--config",
+        str(recipe),
+        "--folds",
+        "5",
+        "--cache",
+        str(cache),
+        "--tracking",
+        "none",
+        "--out",
+        str(out),
+    ]
     with monkeypatch.context() as m:
         _interrupt_second_epoch(m, nth=3)  # in fold 3, after its first epoch
         with pytest.raises(KeyboardInterrupt):

@@ -65,7 +65,8 @@ def test_mlflow_logs_params_epochs_and_artifacts(tmp_path: Path, monkeypatch: py
     assert "test_accuracy" in child.data.metrics
     names = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"best.pt", "curves.png", "config.yaml", "history.jsonl"} <= names
-    assert child.data.tags.get("mlflow.parentRunId") == next(
-        r for r in runs if r.data.tags.get("facelens.kind") == "ablation"
-    ).info.run_id
+    assert (
+        child.data.tags.get("mlflow.parentRunId")
+        == next(r for r in runs if r.data.tags.get("facelens.kind") == "ablation").info.run_id
+    )
     assert json.loads((tmp_path / "runs" / "a" / "arm_01_none" / "mlflow_run.json").read_text())["run_id"]

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import FaceLensError
 
 
-def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, task: bool = True, limits: bool = True) -> None:
     p.add_argument("--config", required=True, help="training recipe (YAML)")
     p.add_argument(
         "--set",
@@ -35,17 +35,19 @@ def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
             help="gender (default), race, age, age_group, or a CelebA attribute name such as Male",
         )
         p.add_argument("--age-scheme", default="utkface", help="age-group scheme for exact / 1-off (utkface, adience)")
-    _run_options(p)
+        p.add_argument("--single-task", action="store_true", help="train and select models on the task's labels only")
+    _run_options(p, limits)
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
+def _run_options(p: argparse.ArgumentParser, limits: bool = True) -> None:
     p.add_argument("--name", default="", help="experiment name (default: from the recipe and options)")
     p.add_argument("--out", default="", help="run folder (default: runs/<kind>/<name>)")
     p.add_argument("--cache", default=None, help="use this finished cache folder instead of the recipe's")
     p.add_argument("--seed", type=int, default=0, help="seed of folds and subsampling (default 0)")
-    p.add_argument("--max-train", type=int, default=None, help="cap on training rows (seeded, stratified)")
-    p.add_argument("--max-val", type=int, default=None, help="cap on validation rows")
-    p.add_argument("--max-test", type=int, default=None, help="cap on evaluation rows")
+    if limits:
+        p.add_argument("--max-train", type=int, default=None, help="cap on training rows (seeded, stratified)")
+        p.add_argument("--max-val", type=int, default=None, help="cap on validation rows")
+        p.add_argument("--max-test", type=int, default=None, help="cap on evaluation rows")
     p.add_argument(
         "--tracking", choices=("mlflow", "none"), default="mlflow", help="experiment tracking (default mlflow)"
     )
@@ -57,7 +59,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def add_cv_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens cv``."""
-    _common(p)
+    _common(p, limits=False)
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--inner-val", type=float, default=0.1, help="share of training folds held out for selection")
     p.add_argument("--max-samples", type=int, default=None, help="cap on the rows entering the CV")
@@ -106,6 +108,7 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--task", default="gender", help="task (default gender)")
     p.add_argument("--age-scheme", default="utkface", help="age-group scheme")
+    p.add_argument("--single-task", action="store_true", help="train and select models on the task's labels only")
     p.add_argument("--no-gray", action="store_true", help="skip the grayscale arm")
     p.add_argument("--max-pretrain", type=int, default=None, help="cap on recipe A's training rows")
     _run_options(p)
@@ -199,7 +202,14 @@ def run_cv(args: argparse.Namespace) -> int:
 
         config = _load(args.config, args.overrides)
         opts = CVOptions(
-            args.folds, args.task, args.seed, args.inner_val, args.max_samples, args.age_scheme, not args.no_identities
+            args.folds,
+            args.task,
+            args.seed,
+            args.inner_val,
+            args.max_samples,
+            args.age_scheme,
+            not args.no_identities,
+            args.single_task,
         )
         name = args.name or f"{config.name}-{args.task}-k{args.folds}"
         out = _begin(args, "cv", name, {"config": _cfg_dict(config), "options": asdict(opts), "cache": args.cache})
@@ -218,7 +228,7 @@ def run_ablate(args: argparse.Namespace) -> int:
 
         config = _load(args.config, args.overrides)
         arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) or tuple(AUGMENT_ARMS)
-        opts = AblationOptions(args.task, arms, tuple(args.vary), _limits(args), args.age_scheme)
+        opts = AblationOptions(args.task, arms, tuple(args.vary), _limits(args), args.age_scheme, args.single_task)
         name = args.name or f"{config.name}-{args.task}-" + ("vary" if args.vary else "augment")
         out = _begin(
             args, "ablation", name, {"config": _cfg_dict(config), "options": asdict(opts), "cache": args.cache}
@@ -250,6 +260,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             not args.no_prune,
             _limits(args),
             age_scheme=args.age_scheme,
+            single_task=args.single_task,
         )
         setup = {"config": _cfg_dict(config), "options": {**asdict(opts), "trials": None}, "cache": args.cache}
         out = _begin(args, "sweep", name, setup)  # more --trials later extends the same sweep
@@ -280,6 +291,7 @@ def run_transfer(args: argparse.Namespace) -> int:
             Limits(args.max_pretrain, args.max_val, None, args.seed),
             _limits(args),
             args.age_scheme,
+            args.single_task,
         )
         name = args.name or f"{a.name}-to-{b.name}-{args.task}"
         out = _begin(

@@ -52,6 +52,7 @@ class AblationOptions:
         vary: ``KEY=V1,V2,...`` config variations (each value is one arm) instead of augmentation arms.
         limits: Row caps.
         age_scheme: Age-group scheme.
+        single_task: Train and select models on the task's labels only.
 
     """
 
@@ -60,6 +61,7 @@ class AblationOptions:
     vary: tuple[str, ...] = ()
     limits: Limits = Limits()
     age_scheme: str = "utkface"
+    single_task: bool = False
 
 
 def augment_arm(config: Any, arm: str) -> Any:
@@ -109,7 +111,9 @@ def run_ablation(
     task = get_task(options.task, options.age_scheme)
     base = resolve_cache(config, cache, progress)
     labels = open_cache(base).labels
-    view = standard_view(config, base, labels, task, options.limits, age_scheme=options.age_scheme)
+    view = standard_view(
+        config, base, labels, task, options.limits, age_scheme=options.age_scheme, single_task=options.single_task
+    )
     results: list[ModelResult] = []
     with tracker.run(
         f"ablation-{config.name}", {"ablation": asdict(options)}, {"facelens.kind": "ablation"}, key_dir=out_dir
@@ -135,6 +139,7 @@ def run_ablation(
         "task": task.name,
         "positive": task.positive,
         "varied": list(options.vary) or ["augment"],
+        "single_task": options.single_task,
         "arms": [r.to_dict() for r in results],
     }
     write_json(out_dir / "summary.json", summary)

@@ -59,6 +59,7 @@ def standard_view(
     test_sources: tuple[str, ...] | None = None,
     gray: bool = False,
     age_scheme: str = "utkface",
+    single_task: bool = False,
 ) -> Path:
     """A view with the recipe's train / val / test splits restricted to the task's rows and capped by ``limits``.
 
@@ -71,6 +72,7 @@ def standard_view(
         test_sources: Sources of the evaluation rows (default: the training sources).
         gray: Grayscale view.
         age_scheme: Scheme used to stratify age subsampling.
+        single_task: Train and validate on the task's labels only (others are marked missing in the view).
 
     """
     sources = training_sources(config)
@@ -84,7 +86,7 @@ def standard_view(
         split[rows] = name
     if not (split == "train").any():
         raise ExperimentError(f"no training rows with a {task.name!r} label in the sources {list(sources)}")
-    return make_view(cache, split, views_dir(cache), gray=gray)
+    return make_view(cache, split, views_dir(cache), gray=gray, keep_task=task.name if single_task else None)
 
 
 def aggregate(results: list[ModelResult], section: str = "test") -> dict[str, dict[str, float]]:

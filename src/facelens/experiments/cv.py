@@ -39,6 +39,7 @@ class CVOptions:
         max_samples: Cap on the rows entering the CV (seeded, stratified); None uses all.
         age_scheme: Age-group scheme.
         identities: Make folds subject-disjoint where identities are known.
+        single_task: Train and select models on the task's labels only (other labels hidden in the views).
 
     """
 
@@ -49,6 +50,7 @@ class CVOptions:
     max_samples: int | None = None
     age_scheme: str = "utkface"
     identities: bool = True
+    single_task: bool = False
 
 
 def plan_folds(config: Any, labels: dict[str, np.ndarray], options: CVOptions) -> dict[str, Any]:
@@ -58,7 +60,7 @@ def plan_folds(config: Any, labels: dict[str, np.ndarray], options: CVOptions) -
         labels, training_sources(config), ("train", "val"), task, options.max_samples, options.seed, options.age_scheme
     )
     strat_all = strata(labels, task, options.age_scheme)
-    ids = load_identities(config, labels) if options.identities else None
+    ids = load_identities(config, labels, training_sources(config)) if options.identities else None
     folds = kfold(rows, strat_all[rows], options.folds, options.seed, ids)
     plan = []
     for i, test in enumerate(folds):
@@ -98,7 +100,7 @@ def run_cv(
             split = np.full(len(labels["split"]), "none", dtype="<U5")
             for name in ("train", "val", "test"):
                 split[np.asarray(fold[name], dtype=np.int64)] = name
-            view = make_view(base, split, views_dir(base))
+            view = make_view(base, split, views_dir(base), keep_task=task.name if options.single_task else None)
             fold_dir = out_dir / f"fold_{i + 1:02d}"
             res = train_and_evaluate(
                 f"fold {i + 1}",
@@ -124,6 +126,7 @@ def run_cv(
             "folds": options.folds,
             "n_rows": plan["n_rows"],
             "subject_disjoint": plan["subject_disjoint"],
+            "single_task": options.single_task,
             "per_fold": [r.to_dict() for r in results],
             "mean_std": aggregate(results),
             "val_mean_std": aggregate(results, "val"),

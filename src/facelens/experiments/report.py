@@ -139,6 +139,12 @@ def _curves(models: Sequence[dict[str, Any]], key: str, title: str, path: Path) 
     return True
 
 
+def _mode(summary: dict[str, Any]) -> str:
+    if summary.get("single_task"):
+        return f"Training: single-task ({summary['task']} labels only; the other labels are hidden from the engine)."
+    return "Training: the recipe's multi-task objective; the table reports the task above."
+
+
 def _scale(models: Sequence[dict[str, Any]]) -> str:
     """One honest line about how big the runs were, from the recorded results."""
     if not models:
@@ -474,6 +480,7 @@ def render_report(
         scale = _scale(models)
         if scale:
             lines += [scale, ""]
+        lines += [_mode(e["summary"]), ""]
         lines += body
         all_models += models
     lines += _arch_table(all_models)

@@ -144,12 +144,15 @@ def select_rows(
 # --- identities and folds ----------------------------------------------------------------------------------
 
 
-def load_identities(config: Any, labels: dict[str, np.ndarray]) -> np.ndarray | None:
+def load_identities(
+    config: Any, labels: dict[str, np.ndarray], sources: tuple[str, ...] | None = None
+) -> np.ndarray | None:
     """Subject id per cache row, or None when no row has one.
 
     A cache with an ``identity`` column is used as is; otherwise every source of the recipe is read again with
     its dataset reader (:func:`facelens.data.create_dataset`) and ``source_index`` is mapped to the sample's
-    ``identity``. A source whose reader cannot be loaded contributes no identities.
+    ``identity``. A source whose reader cannot be loaded contributes no identities. ``sources`` limits the
+    readers to those source ids.
     """
     if "identity" in labels:
         ids = labels["identity"].astype(object)
@@ -161,7 +164,7 @@ def load_identities(config: Any, labels: dict[str, np.ndarray]) -> np.ndarray | 
     ids = np.full(len(labels["split"]), None, dtype=object)
     for spec in config.data.datasets:
         rows = np.flatnonzero(labels["dataset"] == spec.key)
-        if len(rows) == 0:
+        if len(rows) == 0 or (sources is not None and spec.key not in sources):
             continue
         try:
             samples = data_pkg.create_dataset(spec.name, Path(spec.root).expanduser(), **spec.options).load().samples
@@ -200,18 +203,29 @@ def kfold(rows: np.ndarray, strat: np.ndarray, k: int, seed: int, ids: np.ndarra
         The held-out rows of each fold (sorted); together they partition ``rows``.
 
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
-    if k < 2 or k > len(rows):
-        raise ExperimentError(f"cannot make {k} folds of {len(rows)} rows")
     groups = _groups(ids, rows)
+    n_units = len(rows) if groups is None else len(np.unique(groups))
+    if k < 2 or k > n_units:
+        raise ExperimentError(f"cannot make {k} folds of {len(rows)} rows ({n_units} subjects or rows)")
+    stratify = np.unique(strat, return_counts=True)[1].max() >= k  # else no class can be spread over k folds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
         if groups is not None:
-            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            splitter = (
+                StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+                if stratify
+                else GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            )
             parts = [test for _, test in splitter.split(rows, strat, groups)]
         else:
-            parts = [test for _, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(rows, strat)]
+            splitter = (
+                StratifiedKFold(k, shuffle=True, random_state=seed)
+                if stratify
+                else KFold(k, shuffle=True, random_state=seed)
+            )
+            parts = [test for _, test in splitter.split(rows, strat)]
     return [np.sort(rows[p]) for p in parts]
 
 
@@ -226,7 +240,11 @@ def holdout(
     """
     if fraction <= 0:
         return rows, rows[:0]
-    k = max(2, min(len(rows), round(1.0 / fraction)))
+    groups = _groups(ids, rows)
+    units = len(rows) if groups is None else len(np.unique(groups))
+    if units < 2:
+        return rows, rows[:0]
+    k = max(2, min(units, round(1.0 / fraction)))
     held = kfold(rows, strat, k, seed, ids)[0]
     return np.setdiff1d(rows, held), held
 
@@ -235,13 +253,42 @@ def holdout(
 
 
 def gray_images(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of uint8 ``(..., 3)`` RGB, repeated in all three channels (uint8)."""
-    y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    y = np.clip(np.rint(y), 0, 255).astype(np.uint8)
-    return np.repeat(y[..., None], 3, axis=-1)
+    """Grayscale copies of uint8 ``(..., 3)`` RGB images, the gray value repeated in all three channels.
+
+    Uses the zoo's channel helpers (:func:`facelens.train.channels.intensity` and ``gray_to_rgb``: option (a)
+    there, which needs no model change) when they exist, else ITU-R BT.601 luma.
+    """
+    try:
+        from ..train.channels import gray_to_rgb, intensity
+    except ImportError:
+        y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        return np.repeat(np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    return gray_to_rgb(intensity(np.asarray(rgb, dtype=np.uint8)))
 
 
-def make_view(base: str | Path, split: np.ndarray, views_dir: str | Path, gray: bool = False) -> Path:
+def keep_only(labels: dict[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
+    """Labels with every task but ``task`` marked missing, so the engine trains and validates that task alone.
+
+    ``age`` and ``age_group`` keep the age; ``gender`` and ``race`` keep their column; an attribute name keeps
+    that attribute column of ``attributes`` only.
+    """
+    out = dict(labels)
+    if task not in ("age", "age_group"):
+        out["age"] = np.full_like(labels["age"], np.nan)
+    for col in ("gender", "race"):
+        if task != col:
+            out[col] = np.full_like(labels[col], -1)
+    attrs = np.full_like(labels["attributes"], -1)
+    if task in CELEBA_ATTRIBUTES:
+        i = CELEBA_ATTRIBUTES.index(task)
+        attrs[:, i] = labels["attributes"][:, i]
+    out["attributes"] = attrs
+    return out
+
+
+def make_view(
+    base: str | Path, split: np.ndarray, views_dir: str | Path, gray: bool = False, keep_task: str | None = None
+) -> Path:
     """Write (or reuse) a view of a cache with a new ``split`` column.
 
     Args:
@@ -249,6 +296,7 @@ def make_view(base: str | Path, split: np.ndarray, views_dir: str | Path, gray: 
         split: New split per row of ``base`` (values of :data:`SPLITS`).
         views_dir: Parent folder of views (``<cache_dir>/views``).
         gray: Store grayscale copies of the used rows (split not ``"none"``) instead of linking the images.
+        keep_task: Mark every other task's labels missing (single-task training, see :func:`keep_only`).
 
     Returns:
         The view folder, usable as a cache by the engine and by :func:`facelens.train.cache.open_cache`. Its
@@ -260,7 +308,7 @@ def make_view(base: str | Path, split: np.ndarray, views_dir: str | Path, gray: 
     bad = sorted(set(np.unique(split).tolist()) - set(SPLITS))
     if bad:
         raise ExperimentError(f"unknown split value(s) {bad} in a view")
-    h = hashlib.sha256(f"{base}|{gray}|".encode() + split.tobytes()).hexdigest()[:16]
+    h = hashlib.sha256(f"{base}|{gray}|{keep_task}|".encode() + split.tobytes()).hexdigest()[:16]
     out = Path(views_dir) / h
     if (out / "meta.json").is_file():
         return out
@@ -271,6 +319,8 @@ def make_view(base: str | Path, split: np.ndarray, views_dir: str | Path, gray: 
     if len(split) != len(labels["split"]):
         raise ExperimentError(f"a view of {base} needs {len(labels['split'])} split values, got {len(split)}")
     labels["split"] = split
+    if keep_task:
+        labels = keep_only(labels, keep_task)
     if gray:
         rows = np.flatnonzero(split != "none")
         src = np.load(base / "images.npy", mmap_mode="r")
@@ -291,7 +341,9 @@ def make_view(base: str | Path, split: np.ndarray, views_dir: str | Path, gray: 
         labels["base_row"] = np.arange(len(split), dtype=np.int64)
     np.savez(tmp / "labels.npz", **labels)
     meta = json.loads((base / "meta.json").read_text())
-    meta.update(view_of=str(base), gray=gray, splits={s: int((labels["split"] == s).sum()) for s in SPLITS})
+    meta.update(
+        view_of=str(base), gray=gray, keep_task=keep_task, splits={s: int((labels["split"] == s).sum()) for s in SPLITS}
+    )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if out.exists():  # a concurrent writer finished first
         return out

@@ -68,6 +68,7 @@ class SweepOptions:
         limits: Row caps.
         space: The search space.
         age_scheme: Age-group scheme.
+        single_task: Train and select models on the task's labels only.
 
     """
 
@@ -81,6 +82,7 @@ class SweepOptions:
     limits: Limits = Limits()
     space: SearchSpace = SearchSpace()
     age_scheme: str = "utkface"
+    single_task: bool = False
 
 
 def _has_head_widths(config: Any) -> bool:
@@ -207,7 +209,9 @@ def run_sweep(
     requeued = _requeue_interrupted(study, out_dir)
     base = resolve_cache(config, cache, progress)
     labels = open_cache(base).labels
-    view = standard_view(config, base, labels, task, options.limits, age_scheme=options.age_scheme)
+    view = standard_view(
+        config, base, labels, task, options.limits, age_scheme=options.age_scheme, single_task=options.single_task
+    )
 
     def objective(trial: Any) -> float:
         params = suggest(trial, options.space, options.sampler == "grid", widths)
@@ -290,6 +294,7 @@ def run_sweep(
         "metric": metric,
         "direction": "maximize" if maximize else "minimize",
         "sampler": options.sampler,
+        "single_task": options.single_task,
         "storage": storage,
         "requeued": requeued,
         "trials": trials,

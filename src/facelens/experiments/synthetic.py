@@ -159,6 +159,7 @@ def tiny_recipe(
             "val_batch_size": 16,
             "patience": 0,
             "device": "cpu",
+            "num_threads": 1,
         },
     }
     path = Path(path)

@@ -43,6 +43,7 @@ class TransferOptions:
         limits_a: Row caps for the pre-training recipe.
         limits_b: Row caps for the fine-tuning recipe (its test rows are everyone's test rows).
         age_scheme: Age-group scheme.
+        single_task: Train and select models on the task's labels only.
 
     """
 
@@ -51,6 +52,7 @@ class TransferOptions:
     limits_a: Limits = Limits()
     limits_b: Limits = Limits()
     age_scheme: str = "utkface"
+    single_task: bool = False
 
 
 def run_transfer(
@@ -72,8 +74,9 @@ def run_transfer(
     base_b = resolve_cache(finetune, cache_b, progress)
     labels_a, labels_b = open_cache(base_a).labels, open_cache(base_b).labels
     src_b = training_sources(finetune)
-    view_a = standard_view(pretrain, base_a, labels_a, task, options.limits_a, age_scheme=options.age_scheme)
-    view_b = standard_view(finetune, base_b, labels_b, task, options.limits_b, age_scheme=options.age_scheme)
+    kw = {"age_scheme": options.age_scheme, "single_task": options.single_task}
+    view_a = standard_view(pretrain, base_a, labels_a, task, options.limits_a, **kw)
+    view_b = standard_view(finetune, base_b, labels_b, task, options.limits_b, **kw)
     results: dict[str, ModelResult] = {}
     evals: dict[str, dict[str, float]] = {}
     with tracker.run(
@@ -88,9 +91,7 @@ def run_transfer(
         results["finetune"] = _train(finetune, "finetune", view_b, task, options, tracker, progress, out_dir, init)
         results["scratch"] = _train(finetune, "scratch", view_b, task, options, tracker, progress, out_dir)
         if options.gray:
-            view_g = standard_view(
-                finetune, base_b, labels_b, task, options.limits_b, gray=True, age_scheme=options.age_scheme
-            )
+            view_g = standard_view(finetune, base_b, labels_b, task, options.limits_b, gray=True, **kw)
             results["scratch_gray"] = _train(
                 finetune, "scratch_gray", view_g, task, options, tracker, progress, out_dir
             )
@@ -101,6 +102,7 @@ def run_transfer(
         "positive": task.positive,
         "pretrain_recipe": pretrain.name,
         "finetune_recipe": finetune.name,
+        "single_task": options.single_task,
         "pretrain_sources": list(training_sources(pretrain)),
         "finetune_sources": list(src_b),
         "models": {k: v.to_dict() for k, v in results.items()},

@@ -41,11 +41,19 @@ OUTPUT_LABELS: dict[str, tuple[str, ...]] = {
 }
 
 LICENSE_TEXT = (
-    "Model code: MIT (facelens). Backbone initialised from torchvision's ImageNet MobileNetV2 weights "
-    "(BSD-3). The weights were trained on UTKFace and CelebA, which are released for NON-COMMERCIAL "
-    "RESEARCH PURPOSES ONLY; check their terms before any commercial use of this model. No training images "
-    "are included."
+    "Model code: MIT (facelens). {backbone} The weights were trained on UTKFace and CelebA, which are released "
+    "for NON-COMMERCIAL RESEARCH PURPOSES ONLY; check their terms before any commercial use of this model. No "
+    "training images are included."
 )
+
+
+def license_text(arch: str, pretrained: bool) -> str:
+    """The licence note stored in a model's metadata, naming how its backbone was initialised."""
+    if pretrained:
+        backbone = f"Backbone {arch} initialised from torchvision's ImageNet weights (BSD-3)."
+    else:
+        backbone = f"Backbone {arch} trained from scratch."
+    return LICENSE_TEXT.format(backbone=backbone)
 
 
 class ProbabilityNet(nn.Module):
@@ -77,7 +85,7 @@ def build_metadata(config: TrainConfig, tasks: tuple[str, ...], metrics: dict[st
         outputs=tuple(OutputSpec(OUTPUT_NAMES[t], t, OUTPUT_LABELS[t]) for t in tasks),
         age_min=AGE_MIN,
         age_groups={k: [list(g) for g in v] for k, v in AGE_GROUP_SCHEMES.items()},
-        license=LICENSE_TEXT,
+        license=license_text(config.model.arch, config.model.pretrained),
         description=(
             f"{config.model.arch} multi-task face model ({', '.join(tasks)}) trained by facelens.train on {datasets}"
         ),
