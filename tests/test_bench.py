@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import build_tiny_model
 
 from facelens import bench
 from facelens.benchmarks import peers as P
@@ -24,8 +23,8 @@ from facelens.cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(build_tiny_model(tmp_path_factory.mktemp("bench") / "tiny.onnx"))
+def tiny_model(tiny_model_path: Path) -> str:
+    return str(tiny_model_path)
 
 
 def check_rows(rows: list, group: str, *, allow_skipped: bool = False) -> list[Timing]:
