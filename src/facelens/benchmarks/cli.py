@@ -45,8 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def command_line(args: argparse.Namespace, what: list[str]) -> str:
-    """The exact command that reproduces this run (with ``FACELENS_MODEL_PATH`` when it is set)."""
-    parts = ["facelens", "bench", *what, "--repeat", str(args.repeat), "--number", str(args.number)]
+    """The command as given (WHAT as typed, every option spelled out), with ``FACELENS_MODEL_PATH`` when set.
+
+    ``what`` is the expanded selection; it decides which folder options matter.
+    """
+    parts = ["facelens", "bench", *args.what, "--repeat", str(args.repeat), "--number", str(args.number)]
     if args.model:
         parts += ["--model", args.model]
     if not args.peers:

@@ -21,6 +21,7 @@ from .core import SAMPLE, Quantity, Row, Skipped, frame_with_faces, make_chips, 
 DETECT_640 = "detect 640x480"
 DETECT_720 = "detect 1280x720"
 HEADS_BATCH = "heads batch {}"
+HEADS_1THREAD = "heads batch 1, 1 thread"
 HEADS_FULL = "heads {} face(s), align+run+decode"
 E2E = "e2e 640x480, {} face(s)"
 E2E_1THREAD = "e2e 640x480, 1 face(s), 1 thread"
@@ -95,7 +96,8 @@ def run_heads_bench(
     """The head models alone on aligned crops (batch 1 and batched), and align+run+decode on 1 and 3 faces.
 
     ``heads batch N`` times :meth:`HeadModel.run_crops` (normalisation and ONNX Runtime) on N copies of an aligned
-    face; ``items`` is N, so ``per_item_ms`` is the time per face. Rounds of large batches make fewer calls
+    face; ``items`` is N, so ``per_item_ms`` is the time per face. ``heads batch 1, 1 thread`` is batch 1 with one
+    ONNX Runtime thread. Rounds of large batches make fewer calls
     (``number // (N / 4)``) so each batch size takes about the same time.
     """
     analyzer = _analyzer(model)
@@ -124,6 +126,21 @@ def run_heads_bench(
                     note,
                     group="heads",
                     items=b,
+                    unit="face",
+                )
+            )
+        if i == 0:  # the same model with one ONNX Runtime thread (the setting of batch workers)
+            from ..heads import HeadModel
+
+            single = HeadModel(head.path, threads=1)
+            out.append(
+                time_call(
+                    HEADS_1THREAD,
+                    lambda h=single, c=crop: h.run_crops(c),
+                    number,
+                    repeat,
+                    f"{head.name}; ONNX Runtime threads=1",
+                    group="heads",
                     unit="face",
                 )
             )
