@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..eval import card
     from ..serve import cli as serve_cli
     from . import analyze, batch, evaluate
+    from . import experiments as experiments_cli
     from . import explain as explain_cli
 
     parser = argparse.ArgumentParser(
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.register(sub)
     serve_cli.register(sub)
     explain_cli.register(sub)
+    experiments_cli.register(sub)
     _register_train(sub)
     return parser
 

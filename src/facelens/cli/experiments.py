@@ -2,8 +2,8 @@
 
 Mounted on the main CLI by :func:`register`. This module imports only the standard library; torch, optuna and
 mlflow are imported when a command runs. Every command writes a run folder (``--out``, default
-``runs/<kind>/<name>``) holding the exact command (``command.txt``), and running the same command again
-resumes it.
+``runs/{cv,ablations,sweeps,transfer}/<name>``) holding the exact command (``command.txt``), and running the
+same command again resumes it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _common(p: argparse.ArgumentParser, task: bool = True, limits: bool = True) 
 
 def _run_options(p: argparse.ArgumentParser, limits: bool = True) -> None:
     p.add_argument("--name", default="", help="experiment name (default: from the recipe and options)")
-    p.add_argument("--out", default="", help="run folder (default: runs/<kind>/<name>)")
+    p.add_argument("--out", default="", help="run folder (default: runs/{cv,ablations,sweeps,transfer}/<name>)")
     p.add_argument("--cache", default=None, help="use this finished cache folder instead of the recipe's")
     p.add_argument("--seed", type=int, default=0, help="seed of folds and subsampling (default 0)")
     if limits:
@@ -169,7 +169,8 @@ def _limits(args: argparse.Namespace) -> Any:
 def _begin(args: argparse.Namespace, kind: str, name: str, setup: dict[str, Any]) -> Path:
     from ..experiments.records import begin_experiment
 
-    out = Path(args.out) if args.out else Path("runs") / kind / name
+    folder = {"cv": "cv", "ablation": "ablations", "sweep": "sweeps", "transfer": "transfer"}[kind]
+    out = Path(args.out) if args.out else Path("runs") / folder / name
     return begin_experiment(out, kind, name, command_line(args), setup, fresh=args.fresh)
 
 

@@ -1,6 +1,6 @@
 """Run folders of the experiment commands: metadata, the exact command, and result JSON files.
 
-Every experiment writes into one folder (``--out``, default ``runs/<kind>/<name>``):
+Every experiment writes into one folder (``--out``, default ``runs/{cv,ablations,sweeps,transfer}/<name>``):
 
 - ``experiment.json``: kind (``cv``, ``ablation``, ``sweep``, ``transfer``), name, recipe, options, and the
   fingerprint that a resumed run must match.

@@ -268,7 +268,7 @@ def _section_sweep(exp: dict[str, Any], files: Path, stem: str, idx: int) -> tup
     lines = [
         f"Objective: validation **{s['metric']}** ({s['direction']}), sampler {s['sampler']}, Optuna storage "
         f"`{s['storage']}`. Best trial: #{s['best']['number']} with {_fmt(s['best']['value'], 4)}; its recipe: "
-        f"`{s['best']['recipe']}`.",
+        f"`{s['best']['recipe']}`. A pruned trial shows the value it last reported, at the epoch it was stopped.",
         "",
     ]
     rows = []
@@ -333,6 +333,8 @@ def _section_transfer(exp: dict[str, Any], files: Path, stem: str, idx: int) -> 
         f"`{s['finetune_recipe']}` (sources {b}).",
         "",
     ]
+    if "pretrain" in m and not m["pretrain"]["test"]:
+        lines += ["Recipe A's sources have no test rows in this cache, so there is no in-domain row for A.", ""]
     rows = [
         [
             label,

@@ -4,7 +4,8 @@ Each trial trains the recipe with sampled values of the learning rate, batch siz
 dropout (and the head's hidden widths when the recipe's model section has a ``head_widths`` field; the
 shipped heads are linear, so dropout is the head's only capacity knob). The objective is the engine's
 validation metric of the task at the best epoch (``gender_acc``, ``race_acc``, ``age_mae`` (minimised),
-``male_acc``...). After every epoch the trial reports that metric and Optuna's ``MedianPruner`` may stop it.
+``male_acc``...). After every epoch the trial reports that metric and Optuna's ``MedianPruner`` may stop it
+(from the second epoch on, once two trials have finished; steps are 1-based epochs).
 
 The study lives in ``sqlite:///runs/sweeps/NAME.db`` (``--storage``) under the name NAME, so a rerun of the
 same command resumes it: finished trials are kept, and a trial that was interrupted while running is marked
@@ -194,7 +195,11 @@ def run_sweep(
         sampler = optuna.samplers.GridSampler(grid_space(options.space, widths), seed=options.seed)
     else:
         raise ExperimentError(f"unknown sampler {options.sampler!r}; use tpe or grid")
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if options.prune else optuna.pruners.NopPruner()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+        if options.prune
+        else optuna.pruners.NopPruner()
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = options.storage or f"sqlite:///{out_dir.parent / (options.name + '.db')}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
