@@ -151,8 +151,13 @@ def _scale(models: Sequence[dict[str, Any]]) -> str:
         return ""
 
     def span(values: list[Any]) -> str:
-        vals = sorted({v for v in values if v is not None})
-        return "–" if not vals else (str(vals[0]) if len(vals) == 1 else f"{vals[0]}–{vals[-1]}")
+        vals = sorted({v for v in values if v is not None}, key=str)
+        if not vals:
+            return "–"
+        if not all(isinstance(v, (int, float)) for v in vals):
+            return ", ".join(map(str, vals))
+        vals = sorted(vals)
+        return str(vals[0]) if len(vals) == 1 else f"{vals[0]}–{vals[-1]}"
 
     prof = [m.get("profile", {}) for m in models]
     return (
