@@ -67,43 +67,15 @@ def run_profile_bench(number: int, repeat: int, model: str | None = None, faces:
         feed = {head.metadata.input.name: x}
         probs = head.run_crops(crops)
         n = len(dets)
+        stages = [
+            ("align", lambda h=head: h.align(frame, dets)),
+            ("preprocess", lambda h=head, c=crops: h.preprocess(c)),
+            ("ONNX session.run", lambda s=sess, f=feed, o=names: s.run(o, f)),
+            ("decode", lambda h=head, p=probs: h.decode(p)),
+        ]
         rows += [
-            time_call(
-                f"stage align [{head.name}], {tag}",
-                lambda h=head: h.align(frame, dets),
-                number,
-                repeat,
-                group="profile",
-                items=n,
-                unit="face",
-            ),
-            time_call(
-                f"stage preprocess [{head.name}], {tag}",
-                lambda h=head, c=crops: h.preprocess(c),
-                number,
-                repeat,
-                group="profile",
-                items=n,
-                unit="face",
-            ),
-            time_call(
-                f"stage ONNX session.run [{head.name}], {tag}",
-                lambda s=sess, f=feed, o=names: s.run(o, f),
-                number,
-                repeat,
-                group="profile",
-                items=n,
-                unit="face",
-            ),
-            time_call(
-                f"stage decode [{head.name}], {tag}",
-                lambda h=head, p=probs: h.decode(p),
-                number,
-                repeat,
-                group="profile",
-                items=n,
-                unit="face",
-            ),
+            time_call(f"stage {stage} [{head.name}], {tag}", fn, number, repeat, group="profile", items=n, unit="face")
+            for stage, fn in stages
         ]
     rows.append(
         time_call(
