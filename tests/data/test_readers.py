@@ -131,6 +131,12 @@ def test_unknown_option_is_a_dataset_error(tmp_path: Path) -> None:
         create_dataset("adience", tmp_path, images="cropped")
 
 
+@pytest.mark.parametrize("name", ["fgnet", "lfw"])
+def test_readers_without_options_refuse_one(name: str, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="recursive"):
+        create_dataset(name, tmp_path, recursive=False)
+
+
 # ----------------------------------------------------------------------------------------------------
 # UTKFace
 

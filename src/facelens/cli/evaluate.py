@@ -19,11 +19,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "AP (IoU 0.5, ignore lists from ROOT/ground_truth/*.mat) over the images present.",
     )
     w.add_argument("--root", type=Path, required=True, help="WIDER FACE root (with WIDER_val/, ground_truth/)")
-    w.add_argument("--max-side", type=int, default=0, help="detector working resolution (0 = original scale)")
-    w.add_argument("--upscale", type=float, default=1.0, help="enlarge images before detection")
+    w.add_argument("--detector", default="yunet", help="detector backend: yunet (default) or trained")
+    w.add_argument(
+        "--detector-option", dest="detector_options", action="append", default=[], metavar="KEY=VALUE",
+        help="backend option, e.g. checkpoint=runs/detector/detector.pt for --detector trained (repeatable)",
+    )  # fmt: skip
+    w.add_argument(
+        "--images", type=Path, help="evaluate only the image paths listed in this file (e.g. a held-out list)"
+    )
+    w.add_argument("--max-side", type=int, default=0, help="yunet only: working resolution (0 = original scale)")
+    w.add_argument("--upscale", type=float, default=1.0, help="yunet only: enlarge images before detection")
     w.add_argument(
         "--extra-scales", type=float, nargs="*", default=[],
-        help="also scan at these scales and merge (e.g. 2: finds small faces, slower)",
+        help="yunet only: also scan at these scales and merge (e.g. 2: finds small faces, slower)",
     )  # fmt: skip
     w.add_argument("--min-score", type=float, default=0.3, help="detection score threshold (default 0.3)")
     w.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
@@ -54,6 +62,24 @@ def _register_head_evals(esub: argparse._SubParsersAction) -> None:
         register(esub)
 
 
+def _parse_options(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings -> keyword arguments; values that read as numbers or booleans are converted."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"detector option {item!r} is not KEY=VALUE")
+        value: object = text
+        for convert in (int, float):
+            try:
+                value = convert(text)
+                break
+            except ValueError:
+                continue
+        out[key] = {"true": True, "false": False}.get(text.lower(), value)
+    return out
+
+
 def run_widerface(args: argparse.Namespace) -> int:
     """Evaluate the detector on WIDER FACE and print the JSON result."""
     import time
@@ -62,27 +88,40 @@ def run_widerface(args: argparse.Namespace) -> int:
     from ..errors import FaceLensError
     from ..eval.widerface import evaluate_widerface
 
-    det = create_detector(
-        "yunet",
-        score_threshold=args.min_score,
-        max_side=args.max_side or None,
-        upscale=args.upscale,
-        pad="never",
-        extra_scales=tuple(args.extra_scales),
-    )
+    try:
+        options = _parse_options(args.detector_options)
+        if args.detector == "yunet":
+            options = {
+                "max_side": args.max_side or None,
+                "upscale": args.upscale,
+                "pad": "never",
+                "extra_scales": tuple(args.extra_scales),
+                **options,
+            }
+        elif args.max_side or args.upscale != 1.0 or args.extra_scales:
+            raise FaceLensError("--max-side, --upscale and --extra-scales apply to --detector yunet only")
+        det = create_detector(args.detector, score_threshold=args.min_score, **options)
+        images = None
+        if args.images:
+            images = [line.strip() for line in args.images.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (FaceLensError, OSError, TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     def detect(image):  # noqa: ANN001, ANN202
         return [(d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.score) for d in det.detect(image)]
 
     t0 = time.perf_counter()
     try:
-        res = evaluate_widerface(args.root, detect, limit=args.limit, progress=sys.stderr.isatty())
+        res = evaluate_widerface(args.root, detect, limit=args.limit, images=images, progress=sys.stderr.isatty())
     except FaceLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = res.to_dict()
     out["settings"] = {
-        "detector": "yunet",
+        "detector": args.detector,
+        "detector_options": args.detector_options,
+        "images": str(args.images) if args.images else None,
         "max_side": args.max_side or None,
         "upscale": args.upscale,
         "extra_scales": args.extra_scales,

@@ -9,33 +9,34 @@ same command again resumes it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
+import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..errors import FaceLensError
 
 
-def _common(p: argparse.ArgumentParser, task: bool = True, limits: bool = True) -> None:
+def _overrides(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
+def _task_options(p: argparse.ArgumentParser) -> None:
+    task_help = "gender (default), race, age, age_group, or a CelebA attribute name such as Male"
+    p.add_argument("--task", default="gender", help=task_help)
+    p.add_argument("--age-scheme", default="utkface", help="age-group scheme for exact / 1-off (utkface, adience)")
+    p.add_argument("--single-task", action="store_true", help="train and select models on the task's labels only")
+
+
+def _common(p: argparse.ArgumentParser, limits: bool = True) -> None:
     p.add_argument("--config", required=True, help="training recipe (YAML)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value, e.g. --set optim.epochs=3 (repeatable)",
-    )
-    if task:
-        p.add_argument(
-            "--task",
-            default="gender",
-            help="gender (default), race, age, age_group, or a CelebA attribute name such as Male",
-        )
-        p.add_argument("--age-scheme", default="utkface", help="age-group scheme for exact / 1-off (utkface, adience)")
-        p.add_argument("--single-task", action="store_true", help="train and select models on the task's labels only")
+    _overrides(p, "override a recipe value, e.g. --set optim.epochs=3 or --set model.options.grid=3 (repeatable)")
+    _task_options(p)
     _run_options(p, limits)
 
 
@@ -98,17 +99,8 @@ def add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens transfer``."""
     p.add_argument("--pretrain", required=True, help="recipe A (pre-training, e.g. CelebA gender)")
     p.add_argument("--finetune", required=True, help="recipe B (fine-tuning and test data, e.g. UTKFace gender)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value in both recipes (repeatable)",
-    )
-    p.add_argument("--task", default="gender", help="task (default gender)")
-    p.add_argument("--age-scheme", default="utkface", help="age-group scheme")
-    p.add_argument("--single-task", action="store_true", help="train and select models on the task's labels only")
+    _overrides(p, "override a value in both recipes (repeatable)")
+    _task_options(p)
     p.add_argument("--no-gray", action="store_true", help="skip the grayscale arm")
     p.add_argument("--max-pretrain", type=int, default=None, help="cap on recipe A's training rows")
     _run_options(p)
@@ -149,15 +141,13 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def _load(path: str, overrides: list[str]) -> Any:
+    """Load a recipe and check its ``model.options`` now, before any cache is built or model trained."""
     from ..train.config import load_config
+    from ..train.models import check_arch_options
 
-    return load_config(path, overrides)
-
-
-def _tracker(args: argparse.Namespace, experiment: str) -> Any:
-    from ..experiments.tracking import create_tracker
-
-    return create_tracker(args.tracking, args.tracking_uri, experiment, log_model=not args.no_log_model)
+    config = load_config(path, overrides)
+    check_arch_options(config.model.arch, config.model.options)
+    return config
 
 
 def _limits(args: argparse.Namespace) -> Any:
@@ -166,17 +156,34 @@ def _limits(args: argparse.Namespace) -> Any:
     return Limits(args.max_train, args.max_val, args.max_test, args.seed)
 
 
-def _begin(args: argparse.Namespace, kind: str, name: str, setup: dict[str, Any]) -> Path:
-    from ..experiments.records import begin_experiment
+def _begin(args: argparse.Namespace, kind: str, name: str, options: dict[str, Any], **recipes: Any) -> tuple[Path, Any]:
+    """Open the run folder and the tracker (MLflow experiment ``facelens-<kind>``) of an experiment.
+
+    The folder's setup, which a resumed run must match, is the recipes, the options and the cache.
+    """
+    from ..experiments.records import begin_experiment, recipe_dict
+    from ..experiments.tracking import create_tracker
 
     folder = {"cv": "cv", "ablation": "ablations", "sweep": "sweeps", "transfer": "transfer"}[kind]
     out = Path(args.out) if args.out else Path("runs") / folder / name
-    return begin_experiment(out, kind, name, command_line(args), setup, fresh=args.fresh)
+    setup = {**{k: recipe_dict(v) for k, v in recipes.items()}, "options": options, "cache": args.cache}
+    out = begin_experiment(out, kind, name, command_line(args), setup, fresh=args.fresh)
+    tracker = create_tracker(args.tracking, args.tracking_uri, f"facelens-{kind}", log_model=not args.no_log_model)
+    return out, tracker
 
 
-def _fail(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 2
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command; an error the user can cause is printed and gives exit status 2."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (FaceLensError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return command
 
 
 def _done(out: Path) -> int:
@@ -184,140 +191,107 @@ def _done(out: Path) -> int:
     return 0
 
 
-def _cfg_dict(config: Any) -> Any:
-    from ..train.config import config_to_dict
-
-    return config_to_dict(config)
-
-
 # --- commands -----------------------------------------------------------------------------------------------
 
 
+@_guarded
 def run_cv(args: argparse.Namespace) -> int:
     """Run ``facelens cv``."""
-    try:
-        from dataclasses import asdict
+    from ..experiments.cv import CVOptions
+    from ..experiments.cv import run_cv as _run
 
-        from ..experiments.cv import CVOptions
-        from ..experiments.cv import run_cv as _run
-
-        config = _load(args.config, args.overrides)
-        opts = CVOptions(
-            args.folds,
-            args.task,
-            args.seed,
-            args.inner_val,
-            args.max_samples,
-            args.age_scheme,
-            not args.no_identities,
-            args.single_task,
-        )
-        name = args.name or f"{config.name}-{args.task}-k{args.folds}"
-        out = _begin(args, "cv", name, {"config": _cfg_dict(config), "options": asdict(opts), "cache": args.cache})
-        _run(config, opts, out, args.cache, _tracker(args, "facelens-cv"), args.progress)
-    except (FaceLensError, OSError) as exc:
-        return _fail(exc)
+    config = _load(args.config, args.overrides)
+    opts = CVOptions(
+        args.folds,
+        args.task,
+        args.seed,
+        args.inner_val,
+        args.max_samples,
+        args.age_scheme,
+        not args.no_identities,
+        args.single_task,
+    )
+    name = args.name or f"{config.name}-{args.task}-k{args.folds}"
+    out, tracker = _begin(args, "cv", name, asdict(opts), config=config)
+    _run(config, opts, out, args.cache, tracker, args.progress)
     return _done(out)
 
 
+@_guarded
 def run_ablate(args: argparse.Namespace) -> int:
     """Run ``facelens ablate``."""
-    try:
-        from dataclasses import asdict
+    from ..experiments.ablation import AUGMENT_ARMS, AblationOptions, run_ablation
 
-        from ..experiments.ablation import AUGMENT_ARMS, AblationOptions, run_ablation
-
-        config = _load(args.config, args.overrides)
-        arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) or tuple(AUGMENT_ARMS)
-        opts = AblationOptions(args.task, arms, tuple(args.vary), _limits(args), args.age_scheme, args.single_task)
-        name = args.name or f"{config.name}-{args.task}-" + ("vary" if args.vary else "augment")
-        out = _begin(
-            args, "ablation", name, {"config": _cfg_dict(config), "options": asdict(opts), "cache": args.cache}
-        )
-        run_ablation(config, opts, out, args.cache, _tracker(args, "facelens-ablation"), args.progress)
-    except (FaceLensError, OSError) as exc:
-        return _fail(exc)
+    config = _load(args.config, args.overrides)
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) or tuple(AUGMENT_ARMS)
+    opts = AblationOptions(args.task, arms, tuple(args.vary), _limits(args), args.age_scheme, args.single_task)
+    name = args.name or f"{config.name}-{args.task}-" + ("vary" if args.vary else "augment")
+    out, tracker = _begin(args, "ablation", name, asdict(opts), config=config)
+    run_ablation(config, opts, out, args.cache, tracker, args.progress)
     return _done(out)
 
 
+@_guarded
 def run_sweep(args: argparse.Namespace) -> int:
     """Run ``facelens sweep``."""
-    try:
-        import shutil
-        from dataclasses import asdict
+    from ..experiments.sweep import SweepOptions
+    from ..experiments.sweep import run_sweep as _run
 
-        from ..experiments.sweep import SweepOptions
-        from ..experiments.sweep import run_sweep as _run
-
-        config = _load(args.config, args.overrides)
-        name = args.name or f"{config.name}-{args.task}-{args.sampler}"
-        opts = SweepOptions(
-            name,
-            args.trials,
-            args.sampler,
-            args.task,
-            args.storage,
-            args.seed,
-            not args.no_prune,
-            _limits(args),
-            age_scheme=args.age_scheme,
-            single_task=args.single_task,
-        )
-        setup = {"config": _cfg_dict(config), "options": {**asdict(opts), "trials": None}, "cache": args.cache}
-        out = _begin(args, "sweep", name, setup)  # more --trials later extends the same sweep
-        summary = _run(config, opts, out, args.cache, _tracker(args, "facelens-sweep"), args.progress)
-        if args.best_out:
-            Path(args.best_out).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / "best.yaml", args.best_out)
-        print(json.dumps(summary["best"], indent=2))
-    except (FaceLensError, OSError) as exc:
-        return _fail(exc)
+    config = _load(args.config, args.overrides)
+    name = args.name or f"{config.name}-{args.task}-{args.sampler}"
+    opts = SweepOptions(
+        name,
+        args.trials,
+        args.sampler,
+        args.task,
+        args.storage,
+        args.seed,
+        not args.no_prune,
+        _limits(args),
+        age_scheme=args.age_scheme,
+        single_task=args.single_task,
+    )
+    out, tracker = _begin(args, "sweep", name, {**asdict(opts), "trials": None}, config=config)  # more --trials later
+    summary = _run(config, opts, out, args.cache, tracker, args.progress)  # extends the same sweep
+    if args.best_out:
+        Path(args.best_out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "best.yaml", args.best_out)
+    print(json.dumps(summary["best"], indent=2))
     return _done(out)
 
 
+@_guarded
 def run_transfer(args: argparse.Namespace) -> int:
     """Run ``facelens transfer``."""
-    try:
-        from dataclasses import asdict
+    from ..experiments.common import Limits
+    from ..experiments.transfer import TransferOptions
+    from ..experiments.transfer import run_transfer as _run
 
-        from ..experiments.common import Limits
-        from ..experiments.transfer import TransferOptions
-        from ..experiments.transfer import run_transfer as _run
-
-        a = _load(args.pretrain, args.overrides)
-        b = _load(args.finetune, args.overrides)
-        opts = TransferOptions(
-            args.task,
-            not args.no_gray,
-            Limits(args.max_pretrain, args.max_val, None, args.seed),
-            _limits(args),
-            args.age_scheme,
-            args.single_task,
-        )
-        name = args.name or f"{a.name}-to-{b.name}-{args.task}"
-        out = _begin(
-            args,
-            "transfer",
-            name,
-            {"pretrain": _cfg_dict(a), "finetune": _cfg_dict(b), "options": asdict(opts), "cache": args.cache},
-        )
-        _run(a, b, opts, out, args.cache, args.cache, _tracker(args, "facelens-transfer"), args.progress)
-    except (FaceLensError, OSError) as exc:
-        return _fail(exc)
+    a = _load(args.pretrain, args.overrides)
+    b = _load(args.finetune, args.overrides)
+    opts = TransferOptions(
+        args.task,
+        not args.no_gray,
+        Limits(args.max_pretrain, args.max_val, None, args.seed),
+        _limits(args),
+        args.age_scheme,
+        args.single_task,
+    )
+    name = args.name or f"{a.name}-to-{b.name}-{args.task}"
+    out, tracker = _begin(args, "transfer", name, asdict(opts), pretrain=a, finetune=b)
+    _run(a, b, opts, out, args.cache, args.cache, tracker, args.progress)
     return _done(out)
 
 
+@_guarded
 def run_report(args: argparse.Namespace) -> int:
     """Run ``facelens report``."""
-    try:
-        from ..experiments.report import render_report
+    from ..experiments.report import render_report
 
-        note = args.note
-        if note.startswith("@"):
-            note = Path(note[1:]).read_text(encoding="utf-8")
-        path = render_report(args.runs, args.output, args.title, note, command_line(args))
-    except (FaceLensError, OSError) as exc:
-        return _fail(exc)
+    note = args.note
+    if note.startswith("@"):
+        note = Path(note[1:]).read_text(encoding="utf-8")
+    path = render_report(args.runs, args.output, args.title, note, command_line(args))
     print(f"wrote {path}")
     return 0
 

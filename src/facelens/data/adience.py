@@ -124,10 +124,7 @@ class AdienceReader(DatasetReader):
         root = self._require_root()
         folder, prefix = IMAGE_LAYOUTS[self.images]
         image_root = root / folder
-        paths = [root / f"fold_{k}_data.txt" for k in self.folds]
-        for path in paths:
-            if not path.is_file():
-                raise DatasetError(f"adience: label file not found: {path}")
+        paths = self._require_files(root / f"fold_{k}_data.txt" for k in self.folds)
         samples: list[FaceSample] = []
         skipped: list[SkippedEntry] = []
         for fold, path in zip(self.folds, paths, strict=True):

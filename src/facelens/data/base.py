@@ -152,6 +152,58 @@ class DatasetReader:
     def _index(self, samples: Iterable[FaceSample], skipped: Iterable[SkippedEntry]) -> DatasetIndex:
         return DatasetIndex(name=self.name, root=self.root, samples=tuple(samples), skipped=tuple(skipped))
 
+    def _first_folder(self, *candidates: str) -> Path:
+        """Return ``root / candidate`` for the first candidate that is a folder, else ``root``.
+
+        Raises:
+            DatasetError: If the root folder does not exist.
+
+        """
+        root = self._require_root()
+        for rel in candidates:
+            if (root / rel).is_dir():
+                return root / rel
+        return root
+
+    def _require_files(self, paths: Iterable[Path]) -> list[Path]:
+        """Return ``paths`` as a list, raising :class:`DatasetError` naming the first one that is not a file."""
+        paths = list(paths)
+        for path in paths:
+            if not path.is_file():
+                raise DatasetError(f"{self.name}: label file not found: {path}")
+        return paths
+
+    def _index_file_names(
+        self, folder: Path, sample: Callable[[Path], FaceSample], recursive: bool = True
+    ) -> DatasetIndex:
+        """Index a folder of images whose labels are in their file names.
+
+        Args:
+            folder: The folder to scan (see :func:`iter_image_files`).
+            sample: Builds the sample of an image path; a :class:`ValueError` (malformed name) skips the file,
+                with the error message as the reason.
+            recursive: Also scan subfolders.
+
+        Returns:
+            The samples, in scan order, and the skipped files.
+
+        Raises:
+            DatasetError: If the folder holds no image file at all.
+
+        """
+        samples: list[FaceSample] = []
+        skipped: list[SkippedEntry] = []
+        n_files = 0
+        for path in iter_image_files(folder, recursive=recursive):
+            n_files += 1
+            try:
+                samples.append(sample(path))
+            except ValueError as exc:
+                skipped.append(SkippedEntry(str(path), str(exc)))
+        if n_files == 0:
+            raise DatasetError(f"{self.name}: no image files found in {folder}")
+        return self._index(samples, skipped)
+
 
 DATASETS: dict[str, type[DatasetReader]] = {}
 """Registered readers: name -> reader class."""

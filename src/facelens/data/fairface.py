@@ -123,10 +123,7 @@ class FairFaceReader(DatasetReader):
 
         """
         root = self._require_root()
-        paths = [root / FAIRFACE_SPLITS[s] for s in self.splits]
-        for path in paths:
-            if not path.is_file():
-                raise DatasetError(f"fairface: label file not found: {path}")
+        paths = self._require_files(root / FAIRFACE_SPLITS[s] for s in self.splits)
         samples: list[FaceSample] = []
         skipped: list[SkippedEntry] = []
         for split, path in zip(self.splits, paths, strict=True):

@@ -9,12 +9,9 @@ from facelens.data.base import (
     DatasetIndex,
     DatasetReader,
     FaceSample,
-    SkippedEntry,
-    iter_image_files,
     register_dataset,
     write_tiny_jpeg,
 )
-from facelens.errors import DatasetError
 
 _NAME = re.compile(r"(\d{3})[Aa](\d{2})([A-Za-z]*)\.[A-Za-z]+")
 
@@ -38,6 +35,11 @@ def parse_fgnet_name(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+def _fgnet_sample(path: Path) -> FaceSample:
+    subject, age = parse_fgnet_name(path.name)
+    return FaceSample(path=path, age=float(age), identity=subject)
+
+
 @register_dataset("fgnet")
 class FGNetReader(DatasetReader):
     """FG-NET aging database: 1,002 images of 82 subjects, labels in the file names.
@@ -57,9 +59,6 @@ class FGNetReader(DatasetReader):
 
     """
 
-    def __init__(self, root: Path | str) -> None:
-        super().__init__(root)
-
     def image_folder(self) -> Path:
         """Return ``root/images`` or ``root/FGNET/images`` when present, else ``root``.
 
@@ -67,11 +66,7 @@ class FGNetReader(DatasetReader):
             DatasetError: If the root folder does not exist.
 
         """
-        root = self._require_root()
-        for sub in (root / "images", root / "FGNET" / "images"):
-            if sub.is_dir():
-                return sub
-        return root
+        return self._first_folder("images", "FGNET/images")
 
     def load(self) -> DatasetIndex:
         """Scan the image names; see the class docstring.
@@ -83,21 +78,7 @@ class FGNetReader(DatasetReader):
             DatasetError: If the root folder does not exist or holds no image at all.
 
         """
-        folder = self.image_folder()
-        samples: list[FaceSample] = []
-        skipped: list[SkippedEntry] = []
-        n_files = 0
-        for path in iter_image_files(folder):
-            n_files += 1
-            try:
-                subject, age = parse_fgnet_name(path.name)
-            except ValueError as exc:
-                skipped.append(SkippedEntry(str(path), str(exc)))
-                continue
-            samples.append(FaceSample(path=path, age=float(age), identity=subject))
-        if n_files == 0:
-            raise DatasetError(f"fgnet: no image files found in {folder}")
-        return self._index(samples, skipped)
+        return self._index_file_names(self.image_folder(), _fgnet_sample)
 
     @classmethod
     def write_example(cls, root: Path) -> int:

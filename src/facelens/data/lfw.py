@@ -39,9 +39,6 @@ class LFWReader(DatasetReader):
 
     """
 
-    def __init__(self, root: Path | str) -> None:
-        super().__init__(root)
-
     def image_folder(self) -> Path:
         """Return the first of :data:`WRAPPER_FOLDERS` under ``root`` that exists, else ``root``.
 
@@ -49,11 +46,7 @@ class LFWReader(DatasetReader):
             DatasetError: If the root folder does not exist.
 
         """
-        root = self._require_root()
-        for name in WRAPPER_FOLDERS:
-            if (root / name).is_dir():
-                return root / name
-        return root
+        return self._first_folder(*WRAPPER_FOLDERS)
 
     def load(self) -> DatasetIndex:
         """Scan the person folders; see the class docstring.

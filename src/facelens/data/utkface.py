@@ -8,12 +8,9 @@ from facelens.data.base import (
     DatasetIndex,
     DatasetReader,
     FaceSample,
-    SkippedEntry,
-    iter_image_files,
     register_dataset,
     write_tiny_jpeg,
 )
-from facelens.errors import DatasetError
 from facelens.labels import GENDERS, RACES
 
 MAX_AGE = 120
@@ -63,6 +60,11 @@ def parse_utkface_name(name: str) -> tuple[int, int, int]:
     return age, gender, race
 
 
+def _utkface_sample(path: Path) -> FaceSample:
+    age, gender, race = parse_utkface_name(path.name)
+    return FaceSample(path=path, age=float(age), gender=gender, race=race)
+
+
 @register_dataset("utkface")
 class UTKFaceReader(DatasetReader):
     """UTKFace: labels encoded in the file names.
@@ -96,9 +98,7 @@ class UTKFaceReader(DatasetReader):
             DatasetError: If the root folder does not exist.
 
         """
-        root = self._require_root()
-        sub = root / "UTKFace"
-        return sub if sub.is_dir() else root
+        return self._first_folder("UTKFace")
 
     def load(self) -> DatasetIndex:
         """Scan the image names; see the class docstring.
@@ -110,21 +110,7 @@ class UTKFaceReader(DatasetReader):
             DatasetError: If the root folder does not exist or holds no image at all.
 
         """
-        folder = self.image_folder()
-        samples: list[FaceSample] = []
-        skipped: list[SkippedEntry] = []
-        n_files = 0
-        for path in iter_image_files(folder, recursive=self.recursive):
-            n_files += 1
-            try:
-                age, gender, race = parse_utkface_name(path.name)
-            except ValueError as exc:
-                skipped.append(SkippedEntry(str(path), str(exc)))
-                continue
-            samples.append(FaceSample(path=path, age=float(age), gender=gender, race=race))
-        if n_files == 0:
-            raise DatasetError(f"utkface: no image files found in {folder}")
-        return self._index(samples, skipped)
+        return self._index_file_names(self.image_folder(), _utkface_sample, recursive=self.recursive)
 
     @classmethod
     def write_example(cls, root: Path) -> int:

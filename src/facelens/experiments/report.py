@@ -9,7 +9,7 @@ each run is quoted above its tables, and the report command itself at the top.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,35 @@ def _bar(
     _save(fig, path)
 
 
+def _main_metric_bar(
+    keys: Sequence[str],
+    names: Sequence[str],
+    tests: Sequence[dict[str, Any]],
+    title: Callable[[str], str],
+    per: str,
+    img: Path,
+) -> list[str]:
+    """Plot the main metric of ``keys`` (see :func:`_main_metric`) per model as a bar chart.
+
+    Args:
+        keys: The metric keys of the section's table.
+        names: Bar labels, one per model.
+        tests: Each model's metrics.
+        title: Title of the chart, given the main metric's key.
+        per: What a bar is (``"fold"``, ``"arm"``...), for the image's alt text.
+        img: Where to save the chart.
+
+    Returns:
+        The Markdown lines showing the chart; none when no metric of ``keys`` is a main metric.
+
+    """
+    main = _main_metric(keys)
+    if not main:
+        return []
+    _bar(names, [t.get(main) for t in tests], None, _LABELS[main], title(main), img)
+    return [f"![{main} per {per}]({img.parent.name}/{img.name})", ""]
+
+
 def _curves(models: Sequence[dict[str, Any]], key: str, title: str, path: Path) -> bool:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -204,18 +233,14 @@ def _section_cv(exp: dict[str, Any], files: Path, stem: str, idx: int) -> tuple[
     rows = _metric_rows([(f"fold {i + 1}", f, f["test"]) for i, f in enumerate(folds)], keys)
     rows.append(["**mean ± std**", "", "", "", "", ""] + [_pm(s["mean_std"].get(k)) for k in keys])
     lines += _table(_BASE_HEADER + [_LABELS[k] for k in keys], rows)
-    main = _main_metric(keys)
-    if main:
-        img = files / f"{stem}-{idx}-cv-folds.png"
-        _bar(
-            [f"fold {i + 1}" for i in range(len(folds))],
-            [f["test"].get(main) for f in folds],
-            None,
-            _LABELS[main],
-            f"{s['task']}: {_LABELS[main]} per fold (mean {_pm(s['mean_std'].get(main))})",
-            img,
-        )
-        lines += [f"![{main} per fold]({files.name}/{img.name})", ""]
+    lines += _main_metric_bar(
+        keys,
+        [f"fold {i + 1}" for i in range(len(folds))],
+        [f["test"] for f in folds],
+        lambda main: f"{s['task']}: {_LABELS[main]} per fold (mean {_pm(s['mean_std'].get(main))})",
+        "fold",
+        files / f"{stem}-{idx}-cv-folds.png",
+    )
     val_key = _val_key(folds)
     img = files / f"{stem}-{idx}-cv-curves.png"
     if val_key and _curves(folds, val_key, f"validation {val_key[4:]} per epoch", img):
@@ -251,18 +276,14 @@ def _section_ablation(exp: dict[str, Any], files: Path, stem: str, idx: int) -> 
     else:
         head = _BASE_HEADER + [_LABELS[k] for k in keys]
     lines += _table(head, rows)
-    main = _main_metric(keys)
-    if main:
-        img = files / f"{stem}-{idx}-ablation.png"
-        _bar(
-            [a["name"] for a in arms],
-            [a["test"].get(main) for a in arms],
-            None,
-            _LABELS[main],
-            f"{s['task']}: {_LABELS[main]} per arm",
-            img,
-        )
-        lines += [f"![{main} per arm]({files.name}/{img.name})", ""]
+    lines += _main_metric_bar(
+        keys,
+        [a["name"] for a in arms],
+        [a["test"] for a in arms],
+        lambda main: f"{s['task']}: {_LABELS[main]} per arm",
+        "arm",
+        files / f"{stem}-{idx}-ablation.png",
+    )
     return lines, arms
 
 
@@ -358,18 +379,14 @@ def _section_transfer(exp: dict[str, Any], files: Path, stem: str, idx: int) -> 
         + [_LABELS[k] for k in keys],
         rows,
     )
-    main = _main_metric(keys)
-    if main and entries:
-        img = files / f"{stem}-{idx}-transfer.png"
-        _bar(
-            [e[0].split(" (")[0] if "cross" not in e[0] else "cross-dataset" for e in entries],
-            [e[2].get(main) for e in entries],
-            None,
-            _LABELS[main],
-            f"{s['task']}: {_LABELS[main]}",
-            img,
-        )
-        lines += [f"![{main} per model]({files.name}/{img.name})", ""]
+    lines += _main_metric_bar(
+        keys,
+        [e[0].split(" (")[0] if "cross" not in e[0] else "cross-dataset" for e in entries],
+        [e[2] for e in entries],
+        lambda main: f"{s['task']}: {_LABELS[main]}",
+        "model",
+        files / f"{stem}-{idx}-transfer.png",
+    )
     return lines, list(m.values())
 
 

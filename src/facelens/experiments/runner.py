@@ -5,40 +5,30 @@ model folder's ``last.pt`` when there is one, then evaluates ``best.pt`` on the 
 writes ``result.json``. A folder that already has a matching ``result.json`` is not trained again, which is
 what makes every experiment resumable model by model.
 
-Two things the engine does not offer as arguments are wrapped here without changing it:
-
-- a per-epoch callback (pruning): when ``engine.train`` has an ``on_epoch_end`` parameter it is used; otherwise
-  the engine's per-epoch validation function is wrapped for the duration of the call and the callback runs
-  after each validation (a stop request then ends training before that epoch's checkpoint is written);
-- initialising from another checkpoint (transfer): when ``engine.train`` has an ``init_from`` parameter it is
-  used; otherwise an epoch-0 ``last.pt`` holding those weights and a fresh optimizer and schedule is written
-  and the engine resumes from it.
+Per-epoch callbacks (sweep pruning) and the live per-epoch tracking of metrics use the engine's ``on_epoch_end``
+hook; transfer fine-tuning uses its ``init_from``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import json
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .evaluation import predict, profile_model, task_metrics
-from .records import ExperimentError, fingerprint, read_json, write_json
+from .records import ExperimentError, fingerprint, read_json, recipe_dict, write_json
 from .selection import TaskSpec
 from .tracking import NullTracker, Tracker
 
-EpochCallback = Callable[[dict[str, Any]], bool | None]
-"""Called after each epoch's validation with ``{"epoch": n, "val_<metric>": value, ...}``; True stops training."""
+if TYPE_CHECKING:
+    from ..train.engine import EpochCallback
 
-
-class StopTraining(Exception):
-    """Raised inside the wrapped engine when an epoch callback asks to stop."""
+STOPPED_BY_CALLBACK = "callback"
+"""The engine's ``TrainResult.stopped`` when ``on_epoch_end`` asked it to stop."""
 
 
 @dataclass(frozen=True)
@@ -98,71 +88,6 @@ def read_history(out_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@contextlib.contextmanager
-def _validation_hook(engine: Any, first_epoch: int, callback: EpochCallback) -> Iterator[None]:
-    original = engine.evaluate_rows
-    state = {"epoch": first_epoch}
-
-    def hooked(*args: Any, **kwargs: Any) -> dict[str, float]:
-        metrics = original(*args, **kwargs)
-        state["epoch"] += 1
-        if callback({"epoch": state["epoch"], **{f"val_{k}": v for k, v in metrics.items()}}):
-            raise StopTraining(state["epoch"])
-        return metrics
-
-    engine.evaluate_rows = hooked
-    try:
-        yield
-    finally:
-        engine.evaluate_rows = original
-
-
-def _seed_checkpoint(config: Any, cache: Path, init_from: Path) -> None:
-    """Write an epoch-0 ``last.pt`` with the weights of ``init_from`` and a fresh optimizer and schedule."""
-    import torch
-
-    from ..train import engine
-    from ..train.cache import open_cache
-    from ..train.config import config_to_dict
-    from ..train.models import create_model
-
-    out = Path(config.train.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = create_model(config.model.arch, pretrained=False, dropout=config.model.dropout)
-    state = torch.load(init_from, map_location="cpu", weights_only=False)["model"]
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ExperimentError(f"{init_from}: no weight matches the architecture {config.model.arch!r}")
-    model.load_state_dict(usable, strict=False)
-    labels = open_cache(cache).labels
-    is_train = labels["split"] == "train"
-    n_train = sum(int((is_train & (labels["dataset"] == s.key)).sum()) for s in config.data.datasets)
-    steps = max(1, math.ceil(n_train / config.optim.batch_size))
-    if config.train.fast_dev_run > 0:
-        steps = min(steps, config.train.fast_dev_run)
-    optimizer = engine.make_optimizer(model, config.optim.lr, config.optim.weight_decay)
-    scheduler = engine.make_scheduler(optimizer, config, steps)
-    payload = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "epoch": 0,
-        "planned_epochs": config.optim.epochs,
-        "config": config_to_dict(config),
-        "metrics": {},
-        "best_score": -math.inf,
-        "best_epoch": 0,
-        "best_metrics": {},
-        "bad_epochs": 0,
-        "cache": str(cache),
-        "init_from": str(init_from),
-    }
-    tmp = out / "last.tmp"
-    torch.save(payload, tmp)
-    tmp.replace(out / "last.pt")
-
-
 def run_engine(
     config: Any,
     cache: Path,
@@ -170,28 +95,22 @@ def run_engine(
     on_epoch_end: EpochCallback | None = None,
     init_from: Path | None = None,
 ) -> Any | None:
-    """Train (or resume) with the engine; returns its ``TrainResult``, or None when the callback stopped it."""
+    """Train (or resume) with the engine; returns its ``TrainResult``, or None when ``on_epoch_end`` stopped it.
+
+    Args:
+        config: The training config.
+        cache: The cache (view) to train on.
+        progress: Show the engine's progress bars.
+        on_epoch_end: The engine's ``on_epoch_end(epoch, metrics)`` (:data:`facelens.train.engine.EpochCallback`).
+        init_from: Initialise a fresh run from this checkpoint (the engine's ``init_from``).
+
+    """
     from ..train import engine
 
-    params = inspect.signature(engine.train).parameters
-    kwargs: dict[str, Any] = {"resume": True, "progress": progress, "cache": cache}
-    out = Path(config.train.out_dir)
-    if init_from is not None:
-        if "init_from" in params:
-            kwargs["init_from"] = init_from
-        elif not (out / "last.pt").is_file():
-            _seed_checkpoint(config, cache, init_from)
-    if on_epoch_end is None:
-        return engine.train(config, **kwargs)
-    if "on_epoch_end" in params:
-        result = engine.train(config, on_epoch_end=on_epoch_end, **kwargs)
-        return None if result.stopped not in ("completed", "early_stopping", "time_budget") else result
-    first = len(read_history(out)) if (out / "last.pt").is_file() else 0
-    try:
-        with _validation_hook(engine, first, on_epoch_end):
-            return engine.train(config, **kwargs)
-    except StopTraining:
-        return None
+    result = engine.train(
+        config, resume=True, progress=progress, cache=cache, on_epoch_end=on_epoch_end, init_from=init_from
+    )
+    return None if result.stopped == STOPPED_BY_CALLBACK else result
 
 
 def _curve_plot(history: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
@@ -242,7 +161,8 @@ def train_and_evaluate(
         age_scheme: Age-group scheme of the age metrics.
         tracker: Experiment tracker (default: none).
         progress: Show the engine's progress bars.
-        on_epoch_end: Per-epoch callback; returning True stops (the result is then None, nothing is written).
+        on_epoch_end: The engine's ``on_epoch_end(epoch, metrics)``, called after the tracker has logged the
+            epoch; returning True stops (the result is then None, no ``result.json`` is written).
         init_from: Initialise the network from this checkpoint (transfer learning).
         extra: Stored in :attr:`ModelResult.extra`.
         tags: Tracking tags.
@@ -255,11 +175,11 @@ def train_and_evaluate(
 
     """
     from ..train.cache import open_cache
-    from ..train.config import config_to_dict
 
     tracker = tracker or NullTracker()
     out = Path(config.train.out_dir)
-    setup = {"config": config_to_dict(config), "view": str(view), "task": task.name, "init_from": str(init_from)}
+    recipe = recipe_dict(config)
+    setup = {"config": recipe, "view": str(view), "task": task.name, "init_from": str(init_from)}
     fp = fingerprint(setup)
     result_path = out / "result.json"
     if result_path.is_file():
@@ -267,14 +187,17 @@ def train_and_evaluate(
         if stored.get("fingerprint") != fp:
             raise ExperimentError(f"{out} holds a model of another setup; remove it or use another --out")
         return ModelResult.from_dict(stored["result"])
-    params = {**config_to_dict(config), "task": task.name, "init_from": str(init_from or "")}
+    params = {**recipe, "task": task.name, "init_from": str(init_from or "")}
     with tracker.run(name, params, {"facelens.model": name, **(tags or {})}, key_dir=out):
-        trained = run_engine(config, view, progress, on_epoch_end, init_from)
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            tracker.log_metrics(metrics, step=epoch)  # live, so pruned and interrupted models show their epochs
+            return bool(on_epoch_end is not None and on_epoch_end(epoch, metrics))
+
+        trained = run_engine(config, view, progress, on_epoch, init_from)
         if trained is None:
             return None
         history = read_history(out)
-        for h in history:
-            tracker.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
         labels = open_cache(view).labels
         test_rows = np.flatnonzero(labels["split"] == "test")
         test: dict[str, float] = {}

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import Limits, resolve_cache, standard_view
+from .common import Limits, experiment_view
 from .records import ExperimentError, write_json
 from .runner import read_history, train_and_evaluate, with_out_dir
 from .selection import get_task
@@ -182,7 +182,6 @@ def run_sweep(
         raise ExperimentError("optuna is not installed: pip install 'facelens[experiments]'") from exc
     from optuna.trial import TrialState
 
-    from ..train.cache import open_cache
     from ..train.config import save_config
 
     tracker = tracker or NullTracker()
@@ -212,11 +211,7 @@ def run_sweep(
         load_if_exists=True,
     )
     requeued = _requeue_interrupted(study, out_dir)
-    base = resolve_cache(config, cache, progress)
-    labels = open_cache(base).labels
-    view = standard_view(
-        config, base, labels, task, options.limits, age_scheme=options.age_scheme, single_task=options.single_task
-    )
+    view = experiment_view(config, task, options, cache, progress)
 
     def objective(trial: Any) -> float:
         params = suggest(trial, options.space, options.sampler == "grid", widths)
@@ -228,13 +223,13 @@ def run_sweep(
                 trial.report(float(h[f"val_{metric}"]), int(h["epoch"]))
         pruned = {"epoch": 0}
 
-        def on_epoch(record: dict[str, Any]) -> bool:
-            value = record.get(f"val_{metric}")
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            value = metrics.get(f"val_{metric}")
             if value is None or not math.isfinite(value):
                 return False
-            trial.report(float(value), int(record["epoch"]))
+            trial.report(float(value), epoch)
             if trial.should_prune():
-                pruned["epoch"] = int(record["epoch"])
+                pruned["epoch"] = epoch
                 return True
             return False
 

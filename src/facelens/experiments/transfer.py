@@ -66,17 +66,14 @@ def run_transfer(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the transfer experiment; writes ``summary.json``."""
-    from ..train.cache import open_cache
-
     tracker = tracker or NullTracker()
     task = get_task(options.task, options.age_scheme)
     base_a = resolve_cache(pretrain, cache_a, progress)
     base_b = resolve_cache(finetune, cache_b, progress)
-    labels_a, labels_b = open_cache(base_a).labels, open_cache(base_b).labels
     src_b = training_sources(finetune)
     kw = {"age_scheme": options.age_scheme, "single_task": options.single_task}
-    view_a = standard_view(pretrain, base_a, labels_a, task, options.limits_a, **kw)
-    view_b = standard_view(finetune, base_b, labels_b, task, options.limits_b, **kw)
+    view_a = standard_view(pretrain, base_a, task, options.limits_a, **kw)
+    view_b = standard_view(finetune, base_b, task, options.limits_b, **kw)
     results: dict[str, ModelResult] = {}
     evals: dict[str, dict[str, float]] = {}
     with tracker.run(
@@ -91,7 +88,7 @@ def run_transfer(
         results["finetune"] = _train(finetune, "finetune", view_b, task, options, tracker, progress, out_dir, init)
         results["scratch"] = _train(finetune, "scratch", view_b, task, options, tracker, progress, out_dir)
         if options.gray:
-            view_g = standard_view(finetune, base_b, labels_b, task, options.limits_b, gray=True, **kw)
+            view_g = standard_view(finetune, base_b, task, options.limits_b, gray=True, **kw)
             results["scratch_gray"] = _train(
                 finetune, "scratch_gray", view_g, task, options, tracker, progress, out_dir
             )

@@ -4,9 +4,10 @@ Subcommands (each an ``add_*_arguments(parser)`` / ``run_*(args) -> int`` pair t
 
     facelens train --config recipes/NAME.yaml [--resume] [--out DIR] [--set key=value ...] [--fast-dev-run]
     facelens preprocess --config recipes/NAME.yaml [--set key=value ...] [--force]
-    facelens export CHECKPOINT --out model.onnx [--int8]
+    facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip]
+    facelens train-detector --config recipes/detector_NAME.yaml [--resume] [--out DIR] [--set ...] [--fast-dev-run]
 
-:func:`add_subcommands` registers all three on an ``argparse`` sub-parser set. This module imports neither
+:func:`add_subcommands` registers all four on an ``argparse`` sub-parser set. This module imports neither
 torch nor the data readers at import time, so mounting it keeps ``facelens --help`` fast. ``python -m
 facelens.train`` runs the same commands stand-alone.
 """
@@ -34,16 +35,17 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``facelens train``."""
+def _add_run_arguments(parser: argparse.ArgumentParser, smoke: str) -> None:
+    """The recipe arguments plus ``--resume``, ``--out`` and ``--fast-dev-run`` (described by ``smoke``)."""
     _add_config_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     parser.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
-    parser.add_argument(
-        "--fast-dev-run",
-        action="store_true",
-        help="smoke run: 1 epoch of 2 training and 2 validation batches",
-    )
+    parser.add_argument("--fast-dev-run", action="store_true", help=f"smoke run: {smoke}")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens train``."""
+    _add_run_arguments(parser, "1 epoch of 2 training and 2 validation batches")
 
 
 def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +61,16 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8", action="store_true", help="also quantise to int8 (dynamic; MatMul/Gemm only, see DEFAULT_INT8_OPS)"
     )
+    parser.add_argument(
+        "--test-time-flip",
+        action="store_true",
+        help="mark the model so that the runtime also runs each face mirrored and averages (2x head time)",
+    )
+
+
+def add_train_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelens train-detector``."""
+    _add_run_arguments(parser, "1 epoch of 2 steps, 2 held-out images")
 
 
 def _load(args: argparse.Namespace, extra: Sequence[str] = ()):  # noqa: ANN202 - TrainConfig, lazily imported
@@ -137,11 +149,31 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         from .export import export_onnx, read_metadata
 
-        path = export_onnx(args.checkpoint, args.out, int8=args.int8)
+        path = export_onnx(args.checkpoint, args.out, int8=args.int8, test_time_flip=args.test_time_flip)
         meta = read_metadata(path)
     except (FaceLensError, OSError) as exc:
         return _fail(exc)
     print(f"wrote {path} ({meta.name}, input {meta.input.size}px, outputs {', '.join(meta.tasks)})")
+    return 0
+
+
+def run_train_detector(args: argparse.Namespace) -> int:
+    """Run ``facelens train-detector``; returns the process exit code."""
+    extra = [f"train.out_dir={args.out}"] if args.out else []
+    if args.fast_dev_run:
+        extra += ["train.fast_dev_run=2", "optim.epochs=1"]
+    try:
+        from .detector import load_detector_config, train_detector
+
+        config = load_detector_config(args.config, [*args.overrides, *extra])
+        result = train_detector(config, resume=args.resume, progress=not args.no_progress)
+    except (FaceLensError, OSError) as exc:
+        return _fail(exc)
+    print(json.dumps({"detector": str(result.detector), "stopped": result.stopped, **result.metrics}, indent=2))
+    print(
+        f"evaluate with: facelens eval widerface --root {config.data.root} --images {result.holdout} "
+        f"--detector trained --detector-option checkpoint={result.detector}"
+    )
     return 0
 
 
@@ -157,12 +189,17 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
         add_export_arguments,
         run_export,
     ),
+    "train-detector": (
+        "train a face detector (torchvision Faster R-CNN/FCOS) on WIDER FACE-format annotations",
+        add_train_detector_arguments,
+        run_train_detector,
+    ),
 }
 """Subcommand name -> (help, add-arguments function, run function)."""
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train``, ``preprocess`` and ``export`` on a sub-parser set; each sets ``args.func``."""
+    """Register every command of :data:`COMMANDS` on a sub-parser set; each sets ``args.func``."""
     for name, (help_text, add, run) in COMMANDS.items():
         p = subparsers.add_parser(name, help=help_text, description=help_text)
         add(p)

@@ -15,11 +15,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import FaceLensError
+
+C = TypeVar("C")
+"""A config dataclass type (:class:`TrainConfig`, or another recipe type built with the same rules)."""
 
 TASK_NAMES: tuple[str, ...] = ("age", "gender", "race", "attributes")
 """The tasks of the multi-task network, in output order."""
@@ -116,6 +120,10 @@ class ModelConfig:
         input_size: Side of the network input; cached crops are resized to it when it differs from
             ``preprocess.size`` (the exported model records this size).
         dropout: Dropout before every head.
+        options: Keyword options of the architecture's factory, e.g. ``{grid: 3}`` for ``custom_cnn`` or
+            ``{trainable: ensemble}`` for ``stacked_ensemble``. Every key must be a parameter of that factory
+            (:func:`facelens.train.models.arch_options` lists them); an unknown one is a :class:`ConfigError`
+            naming it, raised before training starts. ``pretrained`` is not an option (it is the field above).
 
     """
 
@@ -123,6 +131,7 @@ class ModelConfig:
     pretrained: bool = True
     input_size: int = 112
     dropout: float = 0.2
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -272,6 +281,23 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _mismatch(where: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
+
+
+def _not_bool(*types: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, types) and not isinstance(value, bool)
+
+
+_SCALARS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
+    float: ("a number", _not_bool(int, float)),
+    int: ("an integer", _not_bool(int)),
+    bool: ("true/false", lambda value: isinstance(value, bool)),
+    str: ("a string", _not_bool(str, int, float)),
+}
+"""Scalar annotation -> (what the error message expects, the check a YAML value must pass)."""
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (converting lists to tuples, ints to floats)."""
     origin = typing.get_origin(tp)
@@ -292,36 +318,25 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise _mismatch(where, "a mapping", value)
         return _from_dict(tp, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            raise _mismatch(where, "a list", value)
         (item_tp, *_) = typing.get_args(tp)
         return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise _mismatch(where, "a mapping", value)
         _, val_tp = typing.get_args(tp)
         return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()}
     if tp is Any:
         return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return str(value)
+    if tp in _SCALARS:
+        expected, accepts = _SCALARS[tp]
+        if not accepts(value):
+            raise _mismatch(where, expected, value)
+        return tp(value)
     raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
 
 
@@ -340,6 +355,24 @@ def _from_dict(cls: Any, data: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
+def from_mapping(cls: type[C], data: Any, validate: bool = False) -> C:
+    """Build the config dataclass ``cls`` (:class:`TrainConfig` or another recipe type) from a plain mapping.
+
+    Args:
+        cls: The dataclass; its fields say which keys and value types are allowed.
+        data: The mapping, as read from YAML.
+        validate: Also call ``validate()`` on the result.
+
+    Raises:
+        ConfigError: On an unknown key, a value of the wrong type, or (with ``validate``) an invalid value.
+
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+    config = _from_dict(cls, data)
+    return config.validate() if validate else config
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a plain mapping (as read from YAML).
 
@@ -347,9 +380,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
         ConfigError: On an unknown key, a value of the wrong type, or an invalid value.
 
     """
-    if not isinstance(data, dict):
-        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
-    return _from_dict(TrainConfig, data).validate()
+    return from_mapping(TrainConfig, data, validate=True)
 
 
 def config_to_dict(config: Any) -> Any:
@@ -372,8 +403,15 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+def apply_overrides(config: C, overrides: list[str] | tuple[str, ...], validate: bool = True) -> C:
     """Apply ``key=value`` overrides with dotted keys (``optim.lr=0.001``); values are parsed as YAML.
+
+    Keys of mapping-valued fields may be new (``model.options.grid=3``); every other key must exist.
+
+    Args:
+        config: A config dataclass (:class:`TrainConfig` or another recipe type).
+        overrides: The ``key=value`` strings, applied in order.
+        validate: Call ``validate()`` on the result.
 
     Raises:
         ConfigError: If an override is not ``key=value`` or names an unknown key.
@@ -390,14 +428,64 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...])
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r} in override {item!r}")
             node = node[part]
-        if parts[-1] not in node:
+        if parts[-1] not in node and not _is_mapping_field(config, parts[:-1]):
             raise ConfigError(f"unknown config key {key.strip()!r} in override {item!r}")
         node[parts[-1]] = _parse_value(text)
-    return config_from_dict(data)
+    return from_mapping(type(config), data, validate)
+
+
+def _is_mapping_field(config: Any, path: list[str]) -> bool:
+    """Whether ``path`` is (or lies inside) a mapping-valued field such as ``model.options``, whose keys are free."""
+    node = config
+    for part in path:
+        if not dataclasses.is_dataclass(node):
+            break
+        node = getattr(node, part)
+    return isinstance(node, dict)
+
+
+def load_dataclass(
+    cls: type[C],
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    validate: bool = False,
+    kind: str = "config",
+) -> C:
+    """Read a YAML recipe into the config dataclass ``cls`` and apply overrides.
+
+    Args:
+        cls: The dataclass (:class:`TrainConfig` or another recipe type).
+        path: The YAML file.
+        overrides: ``key=value`` strings with dotted keys, applied after the file.
+        validate: Call ``validate()`` on the file's config and again after the overrides.
+        kind: What the file is, for the message when it cannot be read (``"cannot read <kind> <path>"``).
+
+    Returns:
+        The config.
+
+    Raises:
+        ConfigError: If the file is missing, is not valid YAML, or holds an unknown key or bad value; the
+            message starts with the file's path.
+
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {kind} {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    try:
+        config = from_mapping(cls, data or {}, validate)
+        return apply_overrides(config, overrides, validate) if overrides else config
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML recipe and apply overrides.
+    """Read a YAML training recipe and apply overrides (:func:`load_dataclass` with validation).
 
     Args:
         path: The YAML file.
@@ -410,20 +498,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         ConfigError: If the file is missing, is not valid YAML, or holds an unknown key or bad value.
 
     """
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    try:
-        config = config_from_dict(data or {})
-        return apply_overrides(config, overrides) if overrides else config
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_dataclass(TrainConfig, path, overrides, validate=True, kind="training config")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> Path:

