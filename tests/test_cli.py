@@ -329,3 +329,12 @@ def test_python_m_version() -> None:
 def test_train_commands_mounted() -> None:
     pytest.importorskip("facelens.train.cli")
     assert {"train", "preprocess", "export"} <= set(_commands())
+
+
+def test_detect_accurate_mode(capsys: pytest.CaptureFixture[str], no_models_env: Path, astronaut_path: Path) -> None:
+    from facelens.cli import analyze, build_parser
+
+    args = build_parser().parse_args(["detect", "--accurate", str(astronaut_path)])
+    assert analyze._analyzer(args).config.detector_options == {"extra_scales": (0.5, 2.0)}
+    code, out, _ = _run(capsys, "detect", "--json", "--accurate", str(astronaut_path))
+    assert code == 0 and len(_jsonl(out)[0]["faces"]) == 1

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from facelens.detect import DETECTORS, Detector, YuNetDetector, create_detector, register_detector
+from facelens.detect.yunet import ACCURATE_SCALES, box_vote
 from facelens.errors import FaceLensError, ModelError
-from facelens.types import Detection
+from facelens.types import Box, Detection, Landmarks
 
 ASTRONAUT_BOX = (178.0, 63.0, 269.0, 176.0)
 
@@ -35,7 +36,14 @@ def _detector(name: str) -> Detector:
     return _CACHE[name]
 
 
-@pytest.fixture(params=sorted(DETECTORS))
+# Backends whose weights come from the user's own training run: no weights to test them with here; their contract
+# (boxes inside the image, sorted scores, landmarks, refusing bad files) is tested in
+# tests/train/test_detector_train.py.
+USER_TRAINED = {"trained"}
+READY_BACKENDS = sorted(set(DETECTORS) - USER_TRAINED)
+
+
+@pytest.fixture(params=READY_BACKENDS)
 def detector(request: pytest.FixtureRequest) -> Detector:
     return _detector(request.param)
 
@@ -82,7 +90,16 @@ def test_register_detector_roundtrip(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(det, Detector)
 
 
-@pytest.mark.parametrize("kwargs", [{"pad": "sometimes"}, {"score_threshold": 1.5}, {"score_threshold": -0.1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"pad": "sometimes"},
+        {"score_threshold": 1.5},
+        {"score_threshold": -0.1},
+        {"extra_scales": (0.0,)},
+        {"extra_scales": (2.0, -1.0)},
+    ],
+)
 def test_yunet_bad_options(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         create_detector("yunet", **kwargs)
@@ -210,6 +227,103 @@ def test_extra_scales(astronaut_rgb: np.ndarray) -> None:
     assert create_detector("yunet", extra_scales=(0.5, 2.0)).detect(np.full((64, 64, 3), 90, np.uint8)) == []
 
 
+def test_accurate_scales(astronaut_rgb: np.ndarray) -> None:
+    # The face is found at 1x and at 0.5x (it is larger than large_face): one merged detection, close to 1x.
+    dets = create_detector("yunet", extra_scales=ACCURATE_SCALES).detect(astronaut_rgb)
+    _check_astronaut(dets)
+    assert box_iou(_box(dets[0]), _box(_detector("yunet").detect(astronaut_rgb)[0])) > 0.9
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Merging the passes of several scales (box voting), on synthetic detections
+
+
+def _det(box: tuple[float, float, float, float], score: float) -> Detection:
+    x1, y1, x2, y2 = box
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    pts = [
+        (cx - w / 4, cy - h / 8),
+        (cx + w / 4, cy - h / 8),
+        (cx, cy),
+        (cx - w / 5, cy + h / 4),
+        (cx + w / 5, cy + h / 4),
+    ]
+    return Detection(Box(*box), score, Landmarks(tuple(pts)))
+
+
+def test_box_vote_averages_a_group() -> None:
+    a = _det((100.0, 100.0, 200.0, 200.0), 0.6)  # e.g. the 1x box
+    b = _det((110.0, 104.0, 214.0, 210.0), 0.9)  # the same face from another scale, a little shifted, higher score
+    far = _det((400.0, 400.0, 440.0, 440.0), 0.7)
+    out = box_vote([a, far, b], 0.3)
+    assert len(out) == 2
+    merged, other = out
+    assert other is far  # a detection that overlaps nothing is returned unchanged
+    # NMS would keep b as it is; voting gives the score-weighted mean box and landmarks, and the top score.
+    assert merged.score == 0.9
+    expected = (0.6 * np.array(_box(a)) + 0.9 * np.array(_box(b))) / 1.5
+    np.testing.assert_allclose(_box(merged), expected)
+    pts = (0.6 * a.landmarks.to_array() + 0.9 * b.landmarks.to_array()) / 1.5
+    np.testing.assert_allclose(merged.landmarks.to_array(), pts, rtol=1e-5)
+    assert _box(merged) != _box(a) and _box(merged) != _box(b)
+
+
+def test_box_vote_groups_by_iou_with_the_top_detection() -> None:
+    top = _det((0.0, 0.0, 100.0, 100.0), 0.9)
+    near = _det((20.0, 0.0, 120.0, 100.0), 0.8)  # IoU with top 0.67: joins top's group
+    chained = _det((60.0, 0.0, 160.0, 100.0), 0.7)  # IoU with top 0.25 (< 0.3): starts its own group
+    out = box_vote([chained, near, top], 0.3)
+    assert [d.score for d in out] == [0.9, 0.7]
+    assert out[1] is chained
+    assert out[0].box.x1 == pytest.approx(0.8 * 20.0 / 1.7)
+    # A higher threshold keeps all three apart, unchanged, sorted by score.
+    assert box_vote([chained, near, top], 0.7) == [top, near, chained]
+    assert box_vote([], 0.3) == []
+
+
+def test_multi_scale_filters_faces_in_working_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 1280x1280 image with the default max_side=640 is scanned at base scale 0.5, so the extra passes run at
+    # 0.25 (ACCURATE_SCALES 0.5) and 1.0 (2.0). Face sizes are judged at the base scale: half their pixel size.
+    big = _det((100.0, 100.0, 400.0, 400.0), 0.9)  # 300 px = 150 working px
+    per_scale = {
+        0.5: [big],
+        # Shrunk pass: the big face again (kept, >= large_face 32 working px, and merged with the base box)
+        # and a 40 px (20 working px) face, dropped: small faces are not taken from the shrunk pass.
+        0.25: [_det((104.0, 96.0, 408.0, 402.0), 0.95), _det((700.0, 100.0, 740.0, 140.0), 0.8)],
+        # Enlarged pass: a 100 px face (50 working px < small_face 64: kept, although it is > 64 original px)
+        # and the big face (dropped: large faces are not taken from the enlarged pass).
+        1.0: [_det((800.0, 800.0, 900.0, 900.0), 0.7), _det((90.0, 110.0, 390.0, 410.0), 0.99)],
+    }
+    det = create_detector("yunet", extra_scales=ACCURATE_SCALES)
+    scanned: list[float] = []
+
+    def fake_scan(bgr: np.ndarray, offset: int = 0, clip: object = None, scale: float | None = None) -> list[Detection]:
+        s = 0.5 if scale is None else scale
+        scanned.append(s)
+        return per_scale[s]
+
+    monkeypatch.setattr(det, "_scan", fake_scan)
+    out = det.detect(np.zeros((1280, 1280, 3), np.uint8))
+    assert sorted(scanned) == [0.25, 0.5, 1.0]
+    assert [d.score for d in out] == [0.95, 0.7]
+    expected = (0.9 * np.array(_box(big)) + 0.95 * np.array([104.0, 96.0, 408.0, 402.0])) / 1.85
+    np.testing.assert_allclose(_box(out[0]), expected)
+    assert _box(out[1]) == (800.0, 800.0, 900.0, 900.0)
+
+
+def test_multi_scale_skips_passes_on_tiny_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    det = create_detector("yunet", extra_scales=(0.25, 2.0), pad="never")
+    scanned: list[float | None] = []
+
+    def fake_scan(bgr: np.ndarray, offset: int = 0, clip: object = None, scale: float | None = None) -> list[Detection]:
+        scanned.append(scale)
+        return []
+
+    monkeypatch.setattr(det, "_scan", fake_scan)
+    assert det.detect(np.zeros((20, 20, 3), np.uint8)) == []
+    assert scanned == [None, 2.0]  # 20 px at 0.25 would be 5 px: that pass is skipped
+
+
 def test_score_threshold_filters(astronaut_rgb: np.ndarray) -> None:
     assert create_detector("yunet", score_threshold=0.999).detect(astronaut_rgb) == []
     dets = create_detector("yunet", score_threshold=0.3).detect(astronaut_rgb)
@@ -277,7 +391,8 @@ def test_weights_cached_and_verified() -> None:
 
 
 def test_every_backend_has_a_name() -> None:
-    for name in DETECTORS:
+    assert USER_TRAINED < set(DETECTORS)
+    for name in READY_BACKENDS:
         assert _detector(name).name == name
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -183,6 +184,24 @@ def test_evaluate_widerface_runs_detector_on_rgb_images(tree: Path) -> None:
     assert np.allclose(seen[0], (r, g, b), atol=3)  # BGR -> RGB (jpeg may shift a value slightly)
     limited = evaluate_widerface(tree, detect, limit=1)
     assert limited.images == 1 and limited.faces == {"easy": 1, "medium": 2, "hard": 2}
+    chosen = evaluate_widerface(tree, detect, images=["0--Parade/0_Parade_b.jpg"])
+    assert chosen.images == 1 and chosen.faces["hard"] == 2
+    with pytest.raises(DatasetError, match="no ground truth"):
+        evaluate_widerface(tree, detect, images=["0--Parade/unknown.jpg"])
+
+
+def test_cli_image_list_and_backend_options(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from facelens.cli import main
+
+    listed = tmp_path / "holdout.txt"
+    listed.write_text("0--Parade/0_Parade_a.jpg\n\n")
+    assert main(["eval", "widerface", "--root", str(tree), "--images", str(listed), "--accurate"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 1 and out["settings"]["extra_scales"] == [0.5, 2.0]
+    assert main(["eval", "widerface", "--root", str(tree), "--detector", "trained", "--accurate"]) == 2
+    assert "yunet only" in capsys.readouterr().err
+    assert main(["eval", "widerface", "--root", str(tree), "--detector-option", "nokey"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
 
 
 def test_missing_or_malformed_root_raises(tmp_path: Path, tree: Path) -> None:

@@ -155,6 +155,7 @@ def test_train_resume_and_use_as_backend(tmp_path: Path) -> None:
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
     det = create_detector("trained", checkpoint=str(resumed.detector), score_threshold=0.0)
+    assert det.name == "trained"
     bgr = cv2.imread(str(root / "WIDER_val" / "images" / "0--Parade" / "0_Parade_1.jpg"))
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     found = det.detect(image)
@@ -163,6 +164,18 @@ def test_train_resume_and_use_as_backend(tmp_path: Path) -> None:
     for d in found[:3]:
         eyes = d.landmarks.to_array()[:2]
         assert d.box.x1 <= eyes[0, 0] < eyes[1, 0] <= d.box.x2  # left eye left of right eye, inside the box
+    halved = create_detector("trained", checkpoint=str(resumed.detector), score_threshold=0.0, max_side=64)
+    small = cv2.resize(image, (64, 48), interpolation=cv2.INTER_AREA)
+    expected = [[2 * v for v in (d.box.x1, d.box.y1, d.box.x2, d.box.y2)] for d in det.detect(small)]
+    got = [[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in halved.detect(image)]
+    np.testing.assert_allclose(got, expected, atol=1e-3)  # scanned at half size, boxes mapped back
+
+    from facelens.pipeline import AnalyzerConfig, FaceAnalyzer
+
+    options = {"checkpoint": str(resumed.detector)}
+    analyzer = FaceAnalyzer(AnalyzerConfig(detector="trained", score_threshold=0.0, heads=(), detector_options=options))
+    result = analyzer.analyze(image)
+    assert result.width == 128 and len(result.faces) == len(found)
 
 
 def test_trained_backend_refuses_other_files(tmp_path: Path) -> None:

@@ -31,8 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--upscale", type=float, default=1.0, help="yunet only: enlarge images before detection")
     w.add_argument(
         "--extra-scales", type=float, nargs="*", default=[],
-        help="yunet only: also scan at these scales and merge (e.g. 2: finds small faces, slower)",
+        help="yunet only: also scan at these scales and merge by box voting (e.g. 0.5 2)",
     )  # fmt: skip
+    w.add_argument(
+        "--accurate", action="store_true", help="yunet only: the accurate mode, same as --extra-scales 0.5 2"
+    )
     w.add_argument("--min-score", type=float, default=0.3, help="detection score threshold (default 0.3)")
     w.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     w.add_argument("-o", "--output", type=Path, help="also write the JSON here")
@@ -85,6 +88,7 @@ def run_widerface(args: argparse.Namespace) -> int:
     import time
 
     from ..detect import create_detector
+    from ..detect.yunet import ACCURATE_SCALES
     from ..errors import FaceLensError
     from ..eval.widerface import evaluate_widerface
 
@@ -95,11 +99,11 @@ def run_widerface(args: argparse.Namespace) -> int:
                 "max_side": args.max_side or None,
                 "upscale": args.upscale,
                 "pad": "never",
-                "extra_scales": tuple(args.extra_scales),
+                "extra_scales": ACCURATE_SCALES if args.accurate else tuple(args.extra_scales),
                 **options,
             }
-        elif args.max_side or args.upscale != 1.0 or args.extra_scales:
-            raise FaceLensError("--max-side, --upscale and --extra-scales apply to --detector yunet only")
+        elif args.max_side or args.upscale != 1.0 or args.extra_scales or args.accurate:
+            raise FaceLensError("--max-side, --upscale, --extra-scales and --accurate apply to --detector yunet only")
         det = create_detector(args.detector, score_threshold=args.min_score, **options)
         images = None
         if args.images:
@@ -124,7 +128,7 @@ def run_widerface(args: argparse.Namespace) -> int:
         "images": str(args.images) if args.images else None,
         "max_side": args.max_side or None,
         "upscale": args.upscale,
-        "extra_scales": args.extra_scales,
+        "extra_scales": list(ACCURATE_SCALES) if args.accurate else args.extra_scales,
         "min_score": args.min_score,
     }
     out["seconds"] = round(time.perf_counter() - t0, 1)

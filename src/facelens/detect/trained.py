@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import ModelError
@@ -34,6 +35,9 @@ class TrainedDetector:
     Args:
         checkpoint: The ``detector.pt`` file.
         score_threshold: Minimum detection score (0..1).
+        max_side: Images whose longest side (after ``upscale``) exceeds this are downscaled to it first; the
+            network then resizes to its own training size (``model.min_size``/``max_size``) as it always does.
+        upscale: Factor to enlarge the image by first.
         device: Torch device, e.g. ``"cpu"`` or ``"cuda"``.
 
     Raises:
@@ -43,7 +47,14 @@ class TrainedDetector:
 
     name = "trained"
 
-    def __init__(self, checkpoint: str | Path, score_threshold: float = 0.5, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        score_threshold: float = 0.5,
+        max_side: int | None = None,
+        upscale: float = 1.0,
+        device: str = "cpu",
+    ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], not {score_threshold}")
         try:
@@ -58,14 +69,25 @@ class TrainedDetector:
             raise ModelError(str(exc)) from exc
         self._predict = predict
         self.score_threshold = score_threshold
+        self.max_side = max_side
+        self.upscale = upscale
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detect faces in an ``H x W x 3`` RGB uint8 image; boxes in its pixels, by descending score."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("detect() needs an H x W x 3 uint8 RGB image")
         h, w = image.shape[:2]
+        scale = self.upscale
+        if self.max_side is not None and max(h, w) * scale > self.max_side:
+            scale = self.max_side / max(h, w)
+        work = image
+        if scale != 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            work = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         out = []
-        for x1, y1, x2, y2, score in self._predict(self._model, image, self.score_threshold):
+        for row in self._predict(self._model, work, self.score_threshold):
+            x1, y1, x2, y2 = row[:4] / scale
+            score = row[4]
             box = Box(max(0.0, float(x1)), max(0.0, float(y1)), min(float(w), float(x2)), min(float(h), float(y2)))
             if box.width > 0 and box.height > 0:
                 out.append(Detection(box, float(score), landmarks_in_box(box)))

@@ -82,11 +82,11 @@ class YuNetDetector:
     Multi-scale ("accurate") mode: ``extra_scales`` adds passes at other scales, relative to the working scale.
     Each pass keeps only the faces it is there for, measured in working-scale pixels: a pass at scale > 1 keeps
     faces smaller than ``small_face`` (small faces are missed or poorly scored at 1x), a pass at scale < 1 keeps
-    faces of at least ``large_face`` (large faces are scored and boxed better when shrunk towards the sizes the
-    model was trained on). The detections of all passes are merged by score-weighted box voting
-    (:func:`box_vote`). ``ACCURATE_SCALES`` ``(0.5, 2.0)`` is the measured setting (see ``docs/detection.md``):
-    an upscaled pass alone finds more small faces but, with them, more confident false positives (heads seen
-    from behind, blurred people), which costs AP on large faces; the shrunk pass wins that back.
+    faces of at least ``large_face`` (large faces get higher scores, and some missed ones are found, at half
+    size). The detections of all passes are merged by score-weighted box voting (:func:`box_vote`).
+    ``ACCURATE_SCALES`` ``(0.5, 2.0)`` is the measured setting (see ``docs/detection.md``): an upscaled pass
+    alone finds more small faces but, with them, more confident false positives (heads seen from behind,
+    blurred people), which costs AP on large faces; the shrunk pass wins that back.
 
     Not thread-safe: use one instance per thread.
 
