@@ -164,7 +164,7 @@ def test_epoch_callback_can_stop_the_engine(tmp_path: Path) -> None:
     assert [h["epoch"] for h in read_history(config.train.out_dir)] == [1, 2, 3]
 
 
-def test_run_folders_fingerprint_recipes_without_empty_model_options(tmp_path: Path) -> None:
+def test_run_folders_fingerprint_recipes_without_empty_new_fields(tmp_path: Path) -> None:
     import dataclasses
 
     from facelens.experiments.records import fingerprint, recipe_dict
@@ -172,11 +172,14 @@ def test_run_folders_fingerprint_recipes_without_empty_model_options(tmp_path: P
 
     config = load_config(tiny_recipe(tmp_path / "r.yaml", tmp_path))
     plain = config_to_dict(config)
-    assert plain["model"].pop("options") == {}
+    assert plain["model"].pop("options") == {} and plain["optim"].pop("balance_classes") == []
     assert fingerprint(recipe_dict(config)) == fingerprint(plain)  # folders made before model.options still resume
     grid = dataclasses.replace(config, model=dataclasses.replace(config.model, options={"grid": 3}))
     assert recipe_dict(grid)["model"]["options"] == {"grid": 3}
     assert fingerprint(recipe_dict(grid)) != fingerprint(plain)
+    balanced = dataclasses.replace(config, optim=dataclasses.replace(config.optim, balance_classes=("race",)))
+    assert recipe_dict(balanced)["optim"]["balance_classes"] == ["race"]
+    assert fingerprint(recipe_dict(balanced)) != fingerprint(plain)
 
 
 def test_bad_model_option_fails_before_any_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

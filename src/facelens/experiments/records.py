@@ -51,16 +51,17 @@ def jsonable(value: Any) -> Any:
 
 
 def recipe_dict(config: Any) -> dict[str, Any]:
-    """A training config as run folders record and fingerprint it: its plain form, minus an empty ``model.options``.
+    """A training config as run folders record and fingerprint it: its plain form, minus fields at their empty default.
 
-    ``model.options`` came after the first run folders were written; leaving it out while it is empty keeps the
-    fingerprints of those folders, so they still resume.
+    ``model.options`` and ``optim.balance_classes`` came after the first run folders were written; leaving them out
+    while they are empty keeps the fingerprints of those folders, so they still resume.
     """
     from ..train.config import config_to_dict
 
     data = config_to_dict(config)
-    if data.get("model", {}).get("options") == {}:
-        del data["model"]["options"]
+    for section, key in (("model", "options"), ("optim", "balance_classes")):
+        if data.get(section, {}).get(key) in ({}, []):
+            del data[section][key]
     return data
 
 

@@ -151,6 +151,9 @@ class OptimConfig:
         age_sigma: Standard deviation in years of the Gaussian label distribution for age (DLDL).
         age_l1_weight: Weight of the L1 loss on the expected age, relative to the age KL term.
         grad_clip: Gradient norm clipping threshold (0 disables).
+        balance_classes: Tasks (``"gender"``, ``"race"``) whose cross-entropy weights each class by the inverse
+            of its frequency among the labelled training rows (weights averaging 1), so rare classes count as
+            much as common ones. Empty: unweighted.
 
     """
 
@@ -168,6 +171,7 @@ class OptimConfig:
     age_sigma: float = 2.0
     age_l1_weight: float = 0.1
     grad_clip: float = 5.0
+    balance_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,10 @@ class TrainConfig:
         unknown = sorted(set(self.optim.loss_weights) - set(TASK_NAMES))
         if unknown:
             raise ConfigError(f"optim.loss_weights: unknown task(s) {unknown}; tasks are {list(TASK_NAMES)}")
+        if not set(self.optim.balance_classes) <= {"gender", "race"}:
+            raise ConfigError(
+                f"optim.balance_classes: only 'gender' and 'race', got {list(self.optim.balance_classes)}"
+            )
         for name, value in (
             ("preprocess.size", self.preprocess.size),
             ("model.input_size", self.model.input_size),

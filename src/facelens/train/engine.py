@@ -40,8 +40,8 @@ from torch import nn
 from ..errors import ModelError
 from .cache import build_cache, open_cache
 from .config import AugmentConfig, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
-from .losses import MetricAccumulator, multitask_loss
-from .models import IMAGENET_MEAN, IMAGENET_STD, MultiTaskNet, check_arch_options, create_model
+from .losses import MetricAccumulator, balanced_class_weights, multitask_loss
+from .models import IMAGENET_MEAN, IMAGENET_STD, TASK_OUTPUTS, MultiTaskNet, check_arch_options, create_model
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 """``on_epoch_end(epoch, metrics)`` of :func:`train`: the 1-based epoch and its ``history.jsonl`` record (training
@@ -445,6 +445,12 @@ def train(
     if tc.fast_dev_run > 0:
         steps = min(steps, tc.fast_dev_run)
 
+    train_all = np.concatenate(list(train_rows.values()))
+    class_weights = {
+        task: balanced_class_weights(labels[task][train_all], TASK_OUTPUTS[task]).to(device)
+        for task in oc.balance_classes
+    }
+
     torch.manual_seed(tc.seed)
     model = build_model(config).to(device)
     optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
@@ -488,7 +494,7 @@ def train(
         for step, batch in enumerate(bar):
             batch = _to_device(batch, device)
             x = augment_batch(batch.pop("image"), config.augment, config.model.input_size, gen)
-            loss, parts = multitask_loss(model(x), batch, oc)
+            loss, parts = multitask_loss(model(x), batch, oc, class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if oc.grad_clip > 0:

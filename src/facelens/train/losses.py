@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,7 +48,10 @@ def _zero(t: torch.Tensor) -> torch.Tensor:
 
 
 def multitask_loss(
-    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], optim: OptimConfig
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    optim: OptimConfig,
+    class_weights: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the masked task losses.
 
@@ -56,6 +60,7 @@ def multitask_loss(
         targets: ``age`` float (NaN missing), ``gender`` / ``race`` long (-1 missing), ``attributes`` float
             ``(N, 40)`` (-1 missing).
         optim: Supplies loss weights, label smoothing and the age loss parameters.
+        class_weights: Per-class weights of the gender / race cross-entropy (see :func:`balanced_class_weights`).
 
     Returns:
         The total loss and the value of each task's loss (for logging).
@@ -79,7 +84,9 @@ def multitask_loss(
             y = targets[task]
             mask = y >= 0
             parts[task] = (
-                F.cross_entropy(outputs[task][mask], y[mask], label_smoothing=eps)
+                F.cross_entropy(
+                    outputs[task][mask], y[mask], weight=(class_weights or {}).get(task), label_smoothing=eps
+                )
                 if mask.any()
                 else _zero(outputs[task])
             )
@@ -94,6 +101,22 @@ def multitask_loss(
             parts["attributes"] = _zero(logits)
     total = torch.stack([optim.loss_weights.get(k, 1.0) * v for k, v in parts.items()]).sum()
     return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency class weights averaging 1 over the classes present (-1 = unlabelled, ignored).
+
+    Raises:
+        ValueError: If no row is labelled.
+
+    """
+    counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=n_classes)[:n_classes].astype(np.float64)
+    if counts.sum() == 0:
+        raise ValueError("no labelled rows to balance the classes of")
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights / weights[present].mean(), dtype=torch.float32)
 
 
 @dataclass
