@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from ..errors import FaceLensError
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training recipe (YAML), e.g. recipes/mtl_mobilenetv2.yaml")
+def _add_config_arguments(parser: argparse.ArgumentParser, example: str = "recipes/mtl_mobilenetv2.yaml") -> None:
+    parser.add_argument("--config", required=True, help=f"training recipe (YAML), e.g. {example}")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -35,9 +35,11 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser, smoke: str) -> None:
+def _add_run_arguments(
+    parser: argparse.ArgumentParser, smoke: str, example: str = "recipes/mtl_mobilenetv2.yaml"
+) -> None:
     """The recipe arguments plus ``--resume``, ``--out`` and ``--fast-dev-run`` (described by ``smoke``)."""
-    _add_config_arguments(parser)
+    _add_config_arguments(parser, example)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     parser.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
     parser.add_argument("--fast-dev-run", action="store_true", help=f"smoke run: {smoke}")
@@ -70,7 +72,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_train_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens train-detector``."""
-    _add_run_arguments(parser, "1 epoch of 2 steps, 2 held-out images")
+    _add_run_arguments(parser, "1 epoch of 2 steps, 2 held-out images", "recipes/detector_fasterrcnn_mobilenetv2.yaml")
 
 
 def _load(args: argparse.Namespace, extra: Sequence[str] = ()):  # noqa: ANN202 - TrainConfig, lazily imported
@@ -190,7 +192,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
         run_export,
     ),
     "train-detector": (
-        "train a face detector (torchvision Faster R-CNN/FCOS) on WIDER FACE-format annotations",
+        "train a face detector (torchvision Faster R-CNN/FCOS) on WIDER FACE-format annotations, score it on "
+        "held-out images and write a checkpoint for the 'trained' detection backend (docs/train-detector.md)",
         add_train_detector_arguments,
         run_train_detector,
     ),
