@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,14 @@ def test_model_options_are_free_keys_with_yaml_values(tmp_path: Path) -> None:
         apply_overrides(config, ["model.nope=1"])
     with pytest.raises(ConfigError, match="model.options: expected a mapping"):
         load_config(write(tmp_path, MINIMAL + "model:\n  options: [3]\n"))
+
+
+def test_config_refuses_input_channels_the_engine_cannot_feed(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    config = make_config(tmp_path)
+    five = dataclasses.replace(config, model=dataclasses.replace(config.model, options={"in_channels": 5}))
+    with pytest.raises(ConfigError, match="in_channels"):
+        five.validate()
+    three = dataclasses.replace(config, model=dataclasses.replace(config.model, options={"in_channels": 3}))
+    assert three.validate() is three

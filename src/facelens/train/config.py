@@ -267,6 +267,12 @@ class TrainConfig:
         unknown = sorted(set(self.optim.loss_weights) - set(TASK_NAMES))
         if unknown:
             raise ConfigError(f"optim.loss_weights: unknown task(s) {unknown}; tasks are {list(TASK_NAMES)}")
+        if self.model.options.get("in_channels", 3) != 3:
+            raise ConfigError(
+                f"model.options.in_channels: the training engine feeds RGB batches (3 channels), not "
+                f"{self.model.options['in_channels']}; gray images train as three equal channels, and 1- or 5-channel "
+                "zoo networks (facelens.train.channels) are for use outside 'facelens train'"
+            )
         if not set(self.optim.balance_classes) <= {"gender", "race"}:
             raise ConfigError(
                 f"optim.balance_classes: only 'gender' and 'race', got {list(self.optim.balance_classes)}"
