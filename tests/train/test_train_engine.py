@@ -188,3 +188,23 @@ def test_model_options_reach_the_network_and_its_checkpoint(
     bad = _with(config, tmp_path / "bad", model={"options": {"gird": 3}})
     with pytest.raises(ConfigError, match=r"model\.options\.gird.*grid"):
         train(bad, progress=False)  # no cache given: the option is refused before one is built
+
+
+def test_channels_last_changes_memory_order_not_results(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    results = {
+        flag: train(make_config(tmp_path / str(flag), channels_last=flag), progress=False, cache=tiny_cache)
+        for flag in (True, False)
+    }
+    for flag, result in results.items():
+        weights = torch.load(result.last_checkpoint, weights_only=False)["model"]
+        conv = next(w for w in weights.values() if w.ndim == 4 and w.shape[-1] > 1)
+        assert conv.is_contiguous(memory_format=torch.channels_last if flag else torch.contiguous_format)
+    # the same arithmetic in another order: continuous metrics agree (accuracies of a barely trained model
+    # can flip on logits near 0, so they are not compared)
+    nhwc, nchw = results[True].best_metrics, results[False].best_metrics
+    for key in ("loss", "age_mae"):
+        assert nhwc[key] == pytest.approx(nchw[key], rel=1e-2), key
+    model, _, _ = load_checkpoint(results[True].best_checkpoint)  # loads into a plain NCHW model
+    assert all(p.is_contiguous() for p in model.parameters())

@@ -29,6 +29,7 @@ class Throughput:
     size: int
     batch_size: int
     threads: int
+    memory_format: str
     median: float
     best: float
     rounds: tuple[float, ...]
@@ -36,7 +37,12 @@ class Throughput:
 
 
 def measure_throughput(
-    arch: str = "mobilenet_v2", size: int = 112, batch_size: int = 64, steps: int = 5, rounds: int = 5
+    arch: str = "mobilenet_v2",
+    size: int = 112,
+    batch_size: int = 64,
+    steps: int = 5,
+    rounds: int = 5,
+    memory_format: str = "channels_last",
 ) -> Throughput:
     """Time full training steps (augmentation, forward, masked losses, backward, AdamW) on random data.
 
@@ -46,6 +52,7 @@ def measure_throughput(
         batch_size: Images per step.
         steps: Steps per timed round.
         rounds: Timed rounds (after two warm-up steps).
+        memory_format: ``"channels_last"`` (NHWC, what training uses by default) or ``"contiguous"`` (NCHW).
 
     Returns:
         Images per second per round, their median and best, and the 1-minute load average at the end.
@@ -53,7 +60,8 @@ def measure_throughput(
     """
     threads = configure_threads(0)
     torch.manual_seed(0)
-    model = create_model(arch, pretrained=False).train()
+    fmt = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[memory_format]
+    model = create_model(arch, pretrained=False).train().to(memory_format=fmt)
     opt = make_optimizer(model, 1e-3, 1e-4)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=gen)
@@ -66,7 +74,8 @@ def measure_throughput(
     optim, aug = OptimConfig(), AugmentConfig()
 
     def step() -> None:
-        loss, _ = multitask_loss(model(augment_batch(images, aug, size, gen)), targets, optim)
+        x = augment_batch(images, aug, size, gen).contiguous(memory_format=fmt)
+        loss, _ = multitask_loss(model(x), targets, optim)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,6 +93,7 @@ def measure_throughput(
         size,
         batch_size,
         threads,
+        memory_format,
         statistics.median(results),
         max(results),
         tuple(round(r, 1) for r in results),
@@ -92,21 +102,31 @@ def measure_throughput(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: print one line per input size."""
+    """Command line: print one line per input size and memory format."""
     p = argparse.ArgumentParser(prog="python -m facelens.train.bench", description=__doc__)
     p.add_argument("--arch", default="mobilenet_v2")
     p.add_argument("--sizes", type=int, nargs="+", default=[96, 112])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--memory-format",
+        nargs="+",
+        choices=["channels_last", "contiguous"],
+        default=["channels_last"],
+        help="memory order(s) of weights and batches to time (training uses channels_last unless "
+        "train.channels_last is false)",
+    )
     args = p.parse_args(argv)
     for size in args.sizes:
-        r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds)
-        print(
-            f"{r.arch} {r.size}px batch {r.batch_size}, {r.threads} threads: median {r.median:.1f} img/s, "
-            f"best {r.best:.1f} img/s, rounds {list(r.rounds)}, load average {r.load_average:.2f}",
-            flush=True,
-        )
+        for fmt in args.memory_format:
+            r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds, fmt)
+            print(
+                f"{r.arch} {r.size}px batch {r.batch_size} {r.memory_format}, {r.threads} threads: "
+                f"median {r.median:.1f} img/s, "
+                f"best {r.best:.1f} img/s, rounds {list(r.rounds)}, load average {r.load_average:.2f}",
+                flush=True,
+            )
     return 0
 
 

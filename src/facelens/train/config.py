@@ -214,6 +214,9 @@ class LoopConfig:
             decayed properly) instead of being cut off at a high learning rate.
         fast_dev_run: If > 0, run only this many training and validation batches per epoch (smoke tests).
         val_batch_size: Batch size of validation.
+        channels_last: Keep the model's weights and the batches in NHWC memory order. Same arithmetic, but
+            oneDNN's convolutions run faster that way: 1.5x more MobileNetV2 training steps per second at
+            112 px on the 2-core dev CPU (`python -m facelens.train.bench --memory-format contiguous channels_last`).
         log_every: Update the progress bar's loss display every this many steps.
 
     """
@@ -228,6 +231,7 @@ class LoopConfig:
     fit_to_budget: bool = True
     fast_dev_run: int = 0
     val_batch_size: int = 256
+    channels_last: bool = True
     log_every: int = 10
 
 

@@ -357,6 +357,10 @@ def _save(payload: dict[str, Any], path: Path) -> None:
 # --- loops --------------------------------------------------------------------------------------------------
 
 
+def _memory_format(config: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if config.train.channels_last else torch.contiguous_format
+
+
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -389,7 +393,8 @@ def evaluate_rows(
     loader = _loader(ds, batches, 0, device)
     for batch in tqdm(loader, total=len(batches), desc="validate", disable=not progress, leave=False):
         batch = _to_device(batch, device)
-        out = model(prepare_batch(batch.pop("image"), config.model.input_size))
+        x = prepare_batch(batch.pop("image"), config.model.input_size)
+        out = model(x.contiguous(memory_format=_memory_format(config)))
         loss, _ = multitask_loss(out, batch, config.optim)
         acc.update(out, batch, float(loss))
     return acc.compute()
@@ -452,7 +457,7 @@ def train(
     }
 
     torch.manual_seed(tc.seed)
-    model = build_model(config).to(device)
+    model = build_model(config).to(device, memory_format=_memory_format(config))
     optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
     scheduler = make_scheduler(optimizer, config, steps)
     first_epoch, best_score, best_epoch, bad_epochs, planned = 0, -math.inf, 0, 0, oc.epochs
@@ -494,6 +499,7 @@ def train(
         for step, batch in enumerate(bar):
             batch = _to_device(batch, device)
             x = augment_batch(batch.pop("image"), config.augment, config.model.input_size, gen)
+            x = x.contiguous(memory_format=_memory_format(config))
             loss, parts = multitask_loss(model(x), batch, oc, class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
