@@ -154,8 +154,8 @@ def export_onnx(
         version: Model version string (default: the installed facelens version).
         int8: Also quantise weights to int8 (:func:`quantize_int8` with its default operators), in place.
         test_time_flip: Mark the model for test-time flip: the runtime averages every face with its mirror image
-            (measured on the shipped model: UTKFace test MAE 4.81 -> 4.73, ethnicity +0.8 points, gender -0.3,
-            at twice the head time).
+            (about twice the head time; measured on the shipped weights in
+            ``docs/models/variants/utkface_test_flip.json``, summed up in the README).
 
     Returns:
         ``out_path``.
