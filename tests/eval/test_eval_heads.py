@@ -57,6 +57,12 @@ def test_evaluate_utkface_end_to_end(
     by_race = {g.group: g.value for g in f.gender_accuracy_by_race.groups if g.n}
     assert by_race == {"white": 0.0, "black": 1.0, "asian": 0.5}
     assert f.gender_accuracy_by_race.gap_points == pytest.approx(100.0)
+    # adults only (>= 20): the 12-year-old black girl drops out
+    assert f.gender_accuracy_by_race_adults is not None
+    assert {g.group: g.value for g in f.gender_accuracy_by_race_adults.groups if g.n} == {"white": 0.0, "asian": 0.5}
+    assert f.gender_accuracy_by_age is not None
+    by_age = {g.group: (g.n, g.value) for g in f.gender_accuracy_by_age.groups if g.n}
+    assert by_age == {"10-19": (1, 1.0), "20-39": (1, 1.0), "40-59": (1, 0.0), "60+": (1, 0.0)}
     assert f.age_mae_by_gender is not None and f.age_mae_by_gender.group("male").value == pytest.approx(27.5)
     assert f.race_accuracy_by_gender is not None and f.race_accuracy_by_gender.group("female").value == 0.5
     assert rep.predicted_gender is not None and rep.predicted_gender[1].value == 1.0

@@ -58,6 +58,12 @@ TRAINED_BY_DEFAULT: frozenset[str] = frozenset({"utkface", "celeba"})
 FAIRNESS_MIN_COUNT = 20
 """Groups with fewer faces are shown but left out of the fairness gaps."""
 
+ADULT_AGE = 20
+"""Youngest labelled age in the adults-only fairness view (children's gender is hard to see at any ethnicity)."""
+
+AGE_BANDS: tuple[tuple[str, float], ...] = (("0-9", 0), ("10-19", 10), ("20-39", 20), ("40-59", 40), ("60+", 60))
+"""Age bands (name, lowest age) of the gender-accuracy-by-age view."""
+
 SCHEMA = "facelens.eval/1"
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 _EXAMPLES = 10
@@ -148,6 +154,8 @@ class FairnessReport(Serializable):
     """Metrics per sensitive group (perceived ethnicity and gender labels of the dataset)."""
 
     gender_accuracy_by_race: M.GroupedMetric | None = None
+    gender_accuracy_by_race_adults: M.GroupedMetric | None = None
+    gender_accuracy_by_age: M.GroupedMetric | None = None
     age_mae_by_race: M.GroupedMetric | None = None
     age_mae_by_gender: M.GroupedMetric | None = None
     race_accuracy_by_gender: M.GroupedMetric | None = None
@@ -503,6 +511,13 @@ def _compute(
     if (m := has_gender & ~np.isnan(race_t)).any():
         fair = replace(fair, gender_accuracy_by_race=M.accuracy_by_group(
             gender_t[m], gender_p[m], race_t[m], RACES, "gender_accuracy", "race", k))  # fmt: skip
+    if (m := has_gender & ~np.isnan(race_t) & has_exact & (age_t >= ADULT_AGE)).any():
+        fair = replace(fair, gender_accuracy_by_race_adults=M.accuracy_by_group(
+            gender_t[m], gender_p[m], race_t[m], RACES, "gender_accuracy_adults", "race", k))  # fmt: skip
+    if (m := has_gender & has_exact).any():
+        band = np.searchsorted([lo for _, lo in AGE_BANDS], age_t[m], side="right") - 1
+        fair = replace(fair, gender_accuracy_by_age=M.accuracy_by_group(
+            gender_t[m], gender_p[m], band, [b for b, _ in AGE_BANDS], "gender_accuracy", "age", k))  # fmt: skip
     if (m := has_exact & ~np.isnan(race_t)).any():
         fair = replace(fair, age_mae_by_race=M.mae_by_group(age_t[m], age_p[m], race_t[m], RACES, "race", k))
     if (m := has_exact & ~np.isnan(gender_t)).any():
