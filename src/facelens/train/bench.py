@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds, fmt)
             print(
                 f"{r.arch} {r.size}px batch {r.batch_size} {r.memory_format}, {r.threads} threads: "
-                f"median {r.median:.1f} img/s, "
-                f"best {r.best:.1f} img/s, rounds {list(r.rounds)}, load average {r.load_average:.2f}",
+                f"median {r.median:.1f} img/s, best {r.best:.1f} img/s, rounds {list(r.rounds)}, "
+                f"load average {r.load_average:.2f}",
                 flush=True,
             )
     return 0
