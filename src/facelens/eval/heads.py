@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import DatasetError, FaceLensError, ModelError
-from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES
+from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES, age_group_label, nearest_group
 from . import metrics as M
 from .metrics import Serializable
 
@@ -61,8 +61,8 @@ FAIRNESS_MIN_COUNT = 20
 ADULT_AGE = 20
 """Youngest labelled age in the adults-only fairness view (children's gender is hard to see at any ethnicity)."""
 
-AGE_BANDS: tuple[tuple[str, float], ...] = (("0-9", 0), ("10-19", 10), ("20-39", 20), ("40-59", 40), ("60+", 60))
-"""Age bands (name, lowest age) of the gender-accuracy-by-age view."""
+AGE_BANDS: tuple[tuple[int, int], ...] = ((0, 9), (10, 19), (20, 39), (40, 59), (60, 100))
+"""Age bands (first, last year; labelled by :func:`~facelens.labels.age_group_label`) of the gender-by-age view."""
 
 SCHEMA = "facelens.eval/1"
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
@@ -515,9 +515,9 @@ def _compute(
         fair = replace(fair, gender_accuracy_by_race_adults=M.accuracy_by_group(
             gender_t[m], gender_p[m], race_t[m], RACES, "gender_accuracy_adults", "race", k))  # fmt: skip
     if (m := has_gender & has_exact).any():
-        band = np.searchsorted([lo for _, lo in AGE_BANDS], age_t[m], side="right") - 1
+        band, names = [nearest_group(a, AGE_BANDS) for a in age_t[m]], [age_group_label(*g) for g in AGE_BANDS]
         fair = replace(fair, gender_accuracy_by_age=M.accuracy_by_group(
-            gender_t[m], gender_p[m], band, [b for b, _ in AGE_BANDS], "gender_accuracy", "age", k))  # fmt: skip
+            gender_t[m], gender_p[m], band, names, "gender_accuracy", "age", k))  # fmt: skip
     if (m := has_exact & ~np.isnan(race_t)).any():
         fair = replace(fair, age_mae_by_race=M.mae_by_group(age_t[m], age_p[m], race_t[m], RACES, "race", k))
     if (m := has_exact & ~np.isnan(gender_t)).any():

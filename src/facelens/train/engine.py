@@ -391,10 +391,10 @@ def evaluate_rows(
         batches = batches[:max_batches]
     acc = MetricAccumulator()
     loader = _loader(ds, batches, 0, device)
+    fmt = _memory_format(config)
     for batch in tqdm(loader, total=len(batches), desc="validate", disable=not progress, leave=False):
         batch = _to_device(batch, device)
-        x = prepare_batch(batch.pop("image"), config.model.input_size)
-        out = model(x.contiguous(memory_format=_memory_format(config)))
+        out = model(prepare_batch(batch.pop("image"), config.model.input_size).contiguous(memory_format=fmt))
         loss, _ = multitask_loss(out, batch, config.optim)
         acc.update(out, batch, float(loss))
     return acc.compute()
@@ -457,7 +457,8 @@ def train(
     }
 
     torch.manual_seed(tc.seed)
-    model = build_model(config).to(device, memory_format=_memory_format(config))
+    fmt = _memory_format(config)
+    model = build_model(config).to(device, memory_format=fmt)
     optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
     scheduler = make_scheduler(optimizer, config, steps)
     first_epoch, best_score, best_epoch, bad_epochs, planned = 0, -math.inf, 0, 0, oc.epochs
@@ -499,7 +500,7 @@ def train(
         for step, batch in enumerate(bar):
             batch = _to_device(batch, device)
             x = augment_batch(batch.pop("image"), config.augment, config.model.input_size, gen)
-            x = x.contiguous(memory_format=_memory_format(config))
+            x = x.contiguous(memory_format=fmt)
             loss, parts = multitask_loss(model(x), batch, oc, class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
