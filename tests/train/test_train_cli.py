@@ -12,6 +12,7 @@ from PIL import Image
 
 from facelens.train import cache as cache_mod
 from facelens.train.cli import add_subcommands
+from facelens.train.export import read_metadata
 from facelens.types import Box, Detection, Landmarks
 
 RECIPE = """
@@ -74,6 +75,9 @@ def test_preprocess_train_export(recipe: Path, tmp_path: Path, capsys: pytest.Ca
 
     assert run(["export", str(out / "best.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").is_file() and "outputs age, gender, race, attributes" in capsys.readouterr().out
+
+    assert run(["export", str(out / "best.pt"), "--out", str(tmp_path / "v.onnx"), "--model-version", "7.1"]) == 0
+    assert read_metadata(tmp_path / "v.onnx").version == "7.1" and " 7.1, input" in capsys.readouterr().out
 
 
 def test_errors_are_reported_not_raised(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:

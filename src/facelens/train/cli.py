@@ -4,7 +4,7 @@ Subcommands (each an ``add_*_arguments(parser)`` / ``run_*(args) -> int`` pair t
 
     facelens train --config recipes/NAME.yaml [--resume] [--out DIR] [--set key=value ...] [--fast-dev-run]
     facelens preprocess --config recipes/NAME.yaml [--set key=value ...] [--force]
-    facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip]
+    facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip] [--model-version V]
     facelens train-detector --config recipes/detector_NAME.yaml [--resume] [--out DIR] [--set ...] [--fast-dev-run]
 
 :func:`add_subcommands` registers all four on an ``argparse`` sub-parser set. This module imports neither
@@ -67,6 +67,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--test-time-flip",
         action="store_true",
         help="mark the model so that the runtime also runs each face mirrored and averages (2x head time)",
+    )
+    parser.add_argument(
+        "--model-version",
+        default=None,
+        help="version string written into the model's metadata (default: the installed facelens version); give "
+        "each retrained weight file its own, so that cached results can tell them apart",
     )
 
 
@@ -151,11 +157,13 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         from .export import export_onnx, read_metadata
 
-        path = export_onnx(args.checkpoint, args.out, int8=args.int8, test_time_flip=args.test_time_flip)
+        path = export_onnx(
+            args.checkpoint, args.out, version=args.model_version, int8=args.int8, test_time_flip=args.test_time_flip
+        )
         meta = read_metadata(path)
     except (FaceLensError, OSError) as exc:
         return _fail(exc)
-    print(f"wrote {path} ({meta.name}, input {meta.input.size}px, outputs {', '.join(meta.tasks)})")
+    print(f"wrote {path} ({meta.name} {meta.version}, input {meta.input.size}px, outputs {', '.join(meta.tasks)})")
     return 0
 
 
