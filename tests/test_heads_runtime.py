@@ -333,6 +333,21 @@ def test_decode_age_uses_age_min(tiny_head: HeadModel, tiny_model_path: Path) ->
     assert age.groups["utkface"] == "20-25"
 
 
+def test_decode_age_calibrated_mass(tiny_model_path: Path) -> None:
+    head = HeadModel(tiny_model_path)
+    p = np.zeros(101)
+    p[[20, 25, 30, 35, 40]] = [0.05, 0.25, 0.40, 0.25, 0.05]  # cdf .05 .30 .70 .95 1
+    # a calibrated mass of 0.95 spans the 2.5% .. 97.5% quantiles: years 20 .. 40; the nominal coverage is kept
+    head.metadata = dataclasses.replace(head.metadata, interval_mass=0.95)
+    age = head._decode_age(p)
+    assert age.interval == (20.0, 40.0) and age.coverage == 0.8
+    head.metadata = dataclasses.replace(head.metadata, interval_mass=0.3)  # 35% .. 65%: both in year 30
+    assert head._decode_age(p).interval == (30.0, 30.0)
+    props = head.metadata.to_props()
+    assert type(head.metadata).from_props(props).interval_mass == 0.3
+    assert "interval_mass" not in dataclasses.replace(head.metadata, interval_mass=None).to_props()["facelens.age"]
+
+
 def test_age_group_matches_labels(tiny_head: HeadModel) -> None:
     mismatches = []
     for mean in np.arange(0.0, 100.0, 0.1):

@@ -66,7 +66,8 @@ KNOWN_LIMITS = """\
   a person's gender identity.
 - **Age labels are noisy**: UTKFace's ages are annotations estimated from the photos, not birth dates (CelebA
   has none), so part of the measured error is label noise, and the model inherits the annotators' biases.
-  The age interval is the model's own 80% range; check its measured coverage above before relying on it.
+  The age interval is the model's 80% range (calibrated on validation faces when the model details say so);
+  check its measured coverage above before relying on it.
 - **No children-specific tuning.** Young children and the oldest ages are rare in the training data; errors
   are largest there (see the MAE by decade). Gender is much less reliable for children than for adults (see
   gender accuracy by labelled age), so a group with more children in the test data (UTKFace's asian faces) shows
@@ -212,7 +213,10 @@ def _details(meta: Any, path: Path, digest: str, shapes: dict[str, list[Any]]) -
         k = shapes.get(age_out.name, [None, None])[-1]
         top = f"{meta.age_min + k - 1}" if isinstance(k, int) else "?"
         groups = ", ".join(meta.age_groups) or "–"
-        rows.append(("age", f"mean over {meta.age_min}..{top} years; {meta.interval_coverage:.0%} interval"))
+        interval = f"{meta.interval_coverage:.0%} interval"
+        if meta.interval_mass is not None:
+            interval += f" (central {meta.interval_mass:.3f} of the distribution, calibrated on validation faces)"
+        rows.append(("age", f"mean over {meta.age_min}..{top} years; {interval}"))
         rows.append(("age groups", groups))
     L = ["## Model details", "", *_table(["field", "value"], rows)]
     out_rows = []

@@ -57,7 +57,12 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """Everything the runtime needs to run a head model, read from / written to ONNX metadata."""
+    """Everything the runtime needs to run a head model, read from / written to ONNX metadata.
+
+    The age interval of a face spans the central ``interval_mass`` of its predicted distribution (None: the
+    nominal ``interval_coverage`` itself). ``facelens export --calibrate-interval`` fits ``interval_mass`` on the
+    validation faces of the training data so that the intervals hold ``interval_coverage`` of their true ages.
+    """
 
     name: str
     version: str
@@ -67,6 +72,7 @@ class ModelMetadata:
     age_min: int = 0
     age_groups: dict[str, list[list[int]]] = field(default_factory=dict)
     interval_coverage: float = 0.8
+    interval_mass: float | None = None
     test_time_flip: bool = False
     license: str = ""
     description: str = ""
@@ -99,7 +105,12 @@ class ModelMetadata:
                 [{"name": o.name, "task": o.task, "labels": list(o.labels)} for o in self.outputs]
             ),
             "facelens.age": json.dumps(
-                {"min": self.age_min, "groups": self.age_groups, "interval_coverage": self.interval_coverage}
+                {
+                    "min": self.age_min,
+                    "groups": self.age_groups,
+                    "interval_coverage": self.interval_coverage,
+                    **({} if self.interval_mass is None else {"interval_mass": self.interval_mass}),
+                }
             ),
             "facelens.test_time_flip": "true" if self.test_time_flip else "false",
             "facelens.license": self.license,
@@ -151,6 +162,7 @@ class ModelMetadata:
                 age_min=int(age.get("min", 0)),
                 age_groups=age.get("groups", {}),
                 interval_coverage=float(age.get("interval_coverage", 0.8)),
+                interval_mass=None if age.get("interval_mass") is None else float(age["interval_mass"]),
                 test_time_flip=props.get("facelens.test_time_flip", "false") == "true",
                 license=props.get("facelens.license", ""),
                 description=props.get("facelens.description", ""),

@@ -152,19 +152,39 @@ class HeadModel:
     def _decode_age(self, p: np.ndarray) -> Age:
         from ..labels import age_group_label, nearest_group
 
-        p = np.asarray(p, np.float64)
-        p = p / max(p.sum(), 1e-12)
-        years = np.arange(len(p), dtype=np.float64) + self.metadata.age_min
-        mean = float((p * years).sum())
-        cov = self.metadata.interval_coverage
-        cdf = np.cumsum(p)
-        lo = float(years[min(np.searchsorted(cdf, (1 - cov) / 2), len(p) - 1)])
-        hi = float(years[min(np.searchsorted(cdf, 1 - (1 - cov) / 2), len(p) - 1)])
+        md = self.metadata
+        mean, lo, hi = age_intervals(np.asarray(p)[None], md.age_min, md.interval_mass or md.interval_coverage)
         groups = {}
-        for scheme, ranges in self.metadata.age_groups.items():
-            idx = nearest_group(mean, ranges)
+        for scheme, ranges in md.age_groups.items():
+            idx = nearest_group(float(mean[0]), ranges)
             groups[scheme] = age_group_label(int(ranges[idx][0]), int(ranges[idx][1]))
-        return Age(years=mean, interval=(min(lo, mean), max(hi, mean)), groups=groups, coverage=cov)
+        return Age(
+            years=float(mean[0]), interval=(float(lo[0]), float(hi[0])), groups=groups, coverage=md.interval_coverage
+        )
+
+
+def age_intervals(probs: np.ndarray, age_min: int, mass: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected ages and central intervals of age distributions (the rule the runtime answers with).
+
+    Args:
+        probs: ``(N, K)`` probabilities over the years ``age_min .. age_min + K - 1`` (renormalised here).
+        age_min: Year of the first bin.
+        mass: Central probability mass each interval spans, e.g. 0.8: from the year where the cumulative
+            probability first reaches 0.1 to the year where it first reaches 0.9.
+
+    Returns:
+        ``(mean, lo, hi)``, each ``(N,)``; every interval contains its mean.
+
+    """
+    p = np.asarray(probs, np.float64)
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    years = np.arange(p.shape[1], dtype=np.float64) + age_min
+    mean = p @ years
+    cdf = np.cumsum(p, axis=1)
+    last = p.shape[1] - 1
+    lo = years[np.minimum((cdf < (1 - mass) / 2).sum(axis=1), last)]  # == np.searchsorted(cdf_row, q) per row
+    hi = years[np.minimum((cdf < 1 - (1 - mass) / 2).sum(axis=1), last)]
+    return mean, np.minimum(lo, mean), np.maximum(hi, mean)
 
 
 def _label(p: np.ndarray, labels: tuple[str, ...]) -> Label:

@@ -4,7 +4,8 @@ Subcommands (each an ``add_*_arguments(parser)`` / ``run_*(args) -> int`` pair t
 
     facelens train --config recipes/NAME.yaml [--resume] [--out DIR] [--set key=value ...] [--fast-dev-run]
     facelens preprocess --config recipes/NAME.yaml [--set key=value ...] [--force]
-    facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip] [--model-version V]
+    facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip] [--calibrate-interval]
+                    [--model-version V]
     facelens train-detector --config recipes/detector_NAME.yaml [--resume] [--out DIR] [--set ...] [--fast-dev-run]
 
 :func:`add_subcommands` registers all four on an ``argparse`` sub-parser set. This module imports neither
@@ -67,6 +68,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--test-time-flip",
         action="store_true",
         help="mark the model so that the runtime also runs each face mirrored and averages (2x head time)",
+    )
+    parser.add_argument(
+        "--calibrate-interval",
+        action="store_true",
+        help="fit the age interval on the validation faces of the checkpoint's training cache so that the 80%% "
+        "intervals hold 80%% of true ages there (needs that cache; the expected age does not change)",
     )
     parser.add_argument(
         "--model-version",
@@ -158,7 +165,12 @@ def run_export(args: argparse.Namespace) -> int:
         from .export import export_onnx, read_metadata
 
         path = export_onnx(
-            args.checkpoint, args.out, version=args.model_version, int8=args.int8, test_time_flip=args.test_time_flip
+            args.checkpoint,
+            args.out,
+            version=args.model_version,
+            int8=args.int8,
+            test_time_flip=args.test_time_flip,
+            calibrate_interval=args.calibrate_interval,
         )
         meta = read_metadata(path)
     except (FaceLensError, OSError) as exc:

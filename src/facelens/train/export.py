@@ -10,6 +10,7 @@ metrics are stored as :class:`facelens.heads.metadata.ModelMetadata` in the mode
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,7 @@ def export_onnx(
     version: str | None = None,
     int8: bool = False,
     test_time_flip: bool = False,
+    calibrate_interval: bool = False,
 ) -> Path:
     """Export a checkpoint to ONNX with probability outputs and facelens metadata.
 
@@ -156,6 +158,9 @@ def export_onnx(
         test_time_flip: Mark the model for test-time flip: the runtime averages every face with its mirror image
             (about twice the head time; measured on the shipped weights in
             ``docs/models/variants/utkface_test_flip.json``, summed up in the README).
+        calibrate_interval: Fit the age interval's central mass on the validation faces of the checkpoint's
+            training cache (:mod:`facelens.train.calibrate`; the cache must still exist) so that the intervals
+            hold the nominal 80% of true ages there.
 
     Returns:
         ``out_path``.
@@ -184,6 +189,11 @@ def export_onnx(
         metrics = {f"val_{k}": round(float(v), 5) for k, v in ckpt.get("metrics", {}).items()}
         metrics["epoch"] = int(ckpt.get("epoch", 0))
     meta = build_metadata(config, wrapped.tasks, metrics, version or _package_version(), test_time_flip)
+    if calibrate_interval:
+        from .calibrate import fit_interval_mass, validation_age_probs
+
+        probs, ages = validation_age_probs(checkpoint)
+        meta = replace(meta, interval_mass=fit_interval_mass(probs, ages, meta.age_min, meta.interval_coverage))
     write_metadata(out_path, meta.to_props())
     if int8:
         quantize_int8(out_path, out_path)
