@@ -346,6 +346,8 @@ def test_decode_age_calibrated_mass(tiny_model_path: Path) -> None:
     props = head.metadata.to_props()
     assert type(head.metadata).from_props(props).interval_mass == 0.3
     assert "interval_mass" not in dataclasses.replace(head.metadata, interval_mass=None).to_props()["facelens.age"]
+    with pytest.raises(ModelError, match="interval_mass must lie between 0 and 1"):
+        type(head.metadata).from_props(dataclasses.replace(head.metadata, interval_mass=1.5).to_props())
 
 
 def test_age_group_matches_labels(tiny_head: HeadModel) -> None:

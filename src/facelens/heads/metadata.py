@@ -176,4 +176,7 @@ class ModelMetadata:
             raise ModelError(f"{source}: unknown output task(s) {unknown}; known: {TASKS}")
         if meta.input.layout != "NCHW" or meta.input.color != "RGB":
             raise ModelError(f"{source}: only NCHW RGB inputs are supported")
+        for key, value in (("interval_coverage", meta.interval_coverage), ("interval_mass", meta.interval_mass)):
+            if value is not None and not 0 < value < 1:
+                raise ModelError(f"{source}: age {key} must lie between 0 and 1, not {value}")
         return meta
