@@ -74,6 +74,8 @@ KNOWN_LIMITS = """\
   a lower gender accuracy overall; the adults-only view separates the two effects.
 - **CelebA skews young, white and towards celebrity photos** (make-up, studio light); attribute accuracy on
   everyday photos will be lower, and several attributes ("Attractive", "Big_Nose"...) are subjective.
+  Attributes below the chin ("Wearing_Necklace", "Wearing_Necktie") lie mostly outside the aligned face crop the
+  heads see; check their accuracy against the majority baseline in the per-attribute table.
 - **Per-group results** above are measured on the held-out split of the same datasets; groups with few faces
   have wide uncertainty. Measure on your own data before use.
 - **Do not use this model for consequential decisions** about people (hiring, credit, policing, access,
