@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.metrics import interval_coverage
 from ..heads.runtime import age_intervals
 from .config import ConfigError
 
@@ -23,6 +24,8 @@ MASS_GRID = np.round(np.arange(0.50, 0.995, 0.005), 3)
 
 def fit_interval_mass(probs: np.ndarray, ages: np.ndarray, age_min: int, coverage: float = 0.8) -> float:
     """Smallest central mass whose intervals hold at least ``coverage`` of the true ages.
+
+    Coverage is counted as ``facelens eval`` reports it (:func:`facelens.eval.metrics.interval_coverage`).
 
     Args:
         probs: ``(N, K)`` predicted age distributions of held-out faces.
@@ -42,7 +45,7 @@ def fit_interval_mass(probs: np.ndarray, ages: np.ndarray, age_min: int, coverag
         raise ConfigError("no faces with an age label to calibrate the age interval on")
     for mass in MASS_GRID:
         _, lo, hi = age_intervals(probs, age_min, float(mass))
-        if np.mean((ages >= lo) & (ages <= hi)) >= coverage:
+        if interval_coverage(ages, lo, hi, coverage).coverage >= coverage:
             return float(mass)
     return float(MASS_GRID[-1])
 
@@ -60,7 +63,7 @@ def validation_age_probs(checkpoint: str | Path, split: str = "val") -> tuple[np
     import torch
 
     from .cache import open_cache
-    from .engine import CacheBatches, load_checkpoint, prepare_batch
+    from .engine import CacheBatches, iter_outputs, load_checkpoint
 
     model, config, ckpt = load_checkpoint(checkpoint, "cpu")
     if not Path(ckpt.get("cache", "")).is_dir():
@@ -70,11 +73,9 @@ def validation_age_probs(checkpoint: str | Path, split: str = "val") -> tuple[np
     if len(rows) == 0:
         raise ConfigError(f"the cache {cache.path} has no {split!r} face with an age label")
     ds = CacheBatches(cache.path, cache.labels)
-    bs = config.train.val_batch_size
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(rows), bs):
-            batch = ds[rows[i : i + bs].tolist()]
-            logits = model(prepare_batch(batch["image"], config.model.input_size))["age"]
-            out.append(torch.softmax(logits.float(), dim=1).numpy())
-    return np.concatenate(out), cache.labels["age"][rows].astype(np.float64)
+    with torch.no_grad():
+        probs = [
+            torch.softmax(out["age"].float(), dim=1).numpy()
+            for _, out in iter_outputs(model, ds, rows, config, torch.device("cpu"))
+        ]
+    return np.concatenate(probs), cache.labels["age"][rows].astype(np.float64)

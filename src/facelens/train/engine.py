@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -372,6 +372,36 @@ def _loader(ds: CacheBatches, batches: list[list[int]], workers: int, device: to
 
 
 @torch.no_grad()
+def iter_outputs(
+    model: nn.Module,
+    ds: CacheBatches,
+    rows: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    max_batches: int = 0,
+    progress: bool = False,
+) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Run ``model`` (in eval mode, no augmentation) over cache rows in ``val_batch_size`` batches.
+
+    Gradients are the caller's choice: wrap the loop in ``torch.no_grad()`` unless they are wanted.
+
+    Yields:
+        ``(labels, logits)`` per batch: the batch's label tensors (image removed) and the model's outputs.
+    """
+    from tqdm import tqdm
+
+    model.eval()
+    bs = config.train.val_batch_size
+    batches = [rows[i : i + bs].tolist() for i in range(0, len(rows), bs)]
+    if max_batches > 0:
+        batches = batches[:max_batches]
+    loader = _loader(ds, batches, 0, device)
+    fmt = _memory_format(config)
+    for batch in tqdm(loader, total=len(batches), desc="validate", disable=not progress, leave=False):
+        batch = _to_device(batch, device)
+        yield batch, model(prepare_batch(batch.pop("image"), config.model.input_size).contiguous(memory_format=fmt))
+
+
 def evaluate_rows(
     model: nn.Module,
     ds: CacheBatches,
@@ -382,21 +412,11 @@ def evaluate_rows(
     progress: bool = False,
 ) -> dict[str, float]:
     """Compute the validation metrics of ``model`` on some cache rows (see :class:`MetricAccumulator`)."""
-    from tqdm import tqdm
-
-    model.eval()
-    bs = config.train.val_batch_size
-    batches = [rows[i : i + bs].tolist() for i in range(0, len(rows), bs)]
-    if max_batches > 0:
-        batches = batches[:max_batches]
     acc = MetricAccumulator()
-    loader = _loader(ds, batches, 0, device)
-    fmt = _memory_format(config)
-    for batch in tqdm(loader, total=len(batches), desc="validate", disable=not progress, leave=False):
-        batch = _to_device(batch, device)
-        out = model(prepare_batch(batch.pop("image"), config.model.input_size).contiguous(memory_format=fmt))
-        loss, _ = multitask_loss(out, batch, config.optim)
-        acc.update(out, batch, float(loss))
+    with torch.no_grad():
+        for batch, out in iter_outputs(model, ds, rows, config, device, max_batches, progress):
+            loss, _ = multitask_loss(out, batch, config.optim)
+            acc.update(out, batch, float(loss))
     return acc.compute()
 
 
