@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,21 @@ def test_preprocess_train_export(recipe: Path, tmp_path: Path, capsys: pytest.Ca
 
     assert run(["export", str(out / "best.pt"), "--out", str(tmp_path / "v.onnx"), "--model-version", "7.1"]) == 0
     assert read_metadata(tmp_path / "v.onnx").version == "7.1" and " 7.1, input" in capsys.readouterr().out
+
+
+def test_train_on_a_copied_cache_needs_no_raw_images(
+    recipe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["preprocess", "--config", str(recipe), "--no-progress"]) == 0
+    built = Path(json.loads(capsys.readouterr().out)["cache"])
+    moved = built.rename(tmp_path / "copied_cache")
+    shutil.rmtree(tmp_path / "utk")  # the raw images are gone, as on a machine that only received the cache
+    out = tmp_path / "from_copy"
+    argv = ["train", "--config", str(recipe), "--fast-dev-run", "--out", str(out), "--no-progress"]
+    assert run([*argv, "--cache", str(moved)]) == 0
+    assert (out / "best.pt").is_file()
+    assert run(argv) == 2  # without --cache the recipe's raw data is needed
+    assert "utk" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,6 +49,14 @@ def _add_run_arguments(
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens train``."""
     _add_run_arguments(parser, "1 epoch of 2 training and 2 validation batches")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="train on this finished cache folder (images.npy, labels.npz, meta.json, as facelens preprocess "
+        "writes them) instead of building or finding the one the recipe describes: e.g. a cache copied to a GPU "
+        "machine that has no raw images",
+    )
 
 
 def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +119,7 @@ def run_train(args: argparse.Namespace) -> int:
         from .engine import evaluate_checkpoint, train
 
         progress = not args.no_progress
-        result = train(config, resume=args.resume, progress=progress)
+        result = train(config, resume=args.resume, progress=progress, cache=args.cache)
         summary = {
             "best_checkpoint": str(result.best_checkpoint),
             "best_epoch": result.best_epoch,
