@@ -1,8 +1,7 @@
 """Hyper-parameter sweeps with Optuna: TPE or grid sampling, median pruning, SQLite storage, best recipe.
 
 Each trial trains the recipe with sampled values of the learning rate, batch size, weight decay and head
-dropout (and the head's hidden widths when the recipe's model section has a ``head_widths`` field; the
-shipped heads are linear, so dropout is the head's only capacity knob). The objective is the engine's
+dropout (the shipped heads are linear, so dropout is the head's only capacity knob). The objective is the engine's
 validation metric of the task at the best epoch (``gender_acc``, ``race_acc``, ``age_mae`` (minimised),
 ``male_acc``...). After every epoch the trial reports that metric and Optuna's ``MedianPruner`` may stop it
 (from the second epoch on, once two trials have finished; steps are 1-based epochs).
@@ -37,7 +36,6 @@ class SearchSpace:
         batch_size: Batch sizes.
         weight_decay: Weight-decay range (log scale).
         dropout: Head dropout range.
-        head_widths: Hidden widths of the heads to try, used only when the model config has ``head_widths``.
         grid_lr: Grid values of the learning rate.
         grid_weight_decay: Grid values of the weight decay.
         grid_dropout: Grid values of the dropout.
@@ -48,7 +46,6 @@ class SearchSpace:
     batch_size: tuple[int, ...] = (32, 64)
     weight_decay: tuple[float, float] = (1e-4, 5e-2)
     dropout: tuple[float, float] = (0.0, 0.5)
-    head_widths: tuple[int, ...] = (0, 128, 256)
     grid_lr: tuple[float, ...] = (5e-4, 1e-3, 2e-3)
     grid_weight_decay: tuple[float, ...] = (1e-3, 1e-2)
     grid_dropout: tuple[float, ...] = (0.1, 0.3)
@@ -86,11 +83,7 @@ class SweepOptions:
     single_task: bool = False
 
 
-def _has_head_widths(config: Any) -> bool:
-    return any(f.name == "head_widths" for f in dataclasses.fields(config.model))
-
-
-def suggest(trial: Any, space: SearchSpace, grid: bool, widths: bool) -> dict[str, Any]:
+def suggest(trial: Any, space: SearchSpace, grid: bool) -> dict[str, Any]:
     """Sample one configuration as ``{override key: value}``."""
     if grid:
         params = {
@@ -106,13 +99,10 @@ def suggest(trial: Any, space: SearchSpace, grid: bool, widths: bool) -> dict[st
             "optim.weight_decay": trial.suggest_float("optim.weight_decay", *space.weight_decay, log=True),
             "model.dropout": trial.suggest_float("model.dropout", *space.dropout),
         }
-    if widths:
-        w = trial.suggest_categorical("model.head_widths", list(space.head_widths))
-        params["model.head_widths"] = [w] if w else []
     return params
 
 
-def grid_space(space: SearchSpace, widths: bool) -> dict[str, list[Any]]:
+def grid_space(space: SearchSpace) -> dict[str, list[Any]]:
     """The grid of :class:`optuna.samplers.GridSampler`."""
     grid: dict[str, list[Any]] = {
         "optim.lr": list(space.grid_lr),
@@ -120,8 +110,6 @@ def grid_space(space: SearchSpace, widths: bool) -> dict[str, list[Any]]:
         "optim.weight_decay": list(space.grid_weight_decay),
         "model.dropout": list(space.grid_dropout),
     }
-    if widths:
-        grid["model.head_widths"] = list(space.head_widths)
     return grid
 
 
@@ -187,11 +175,10 @@ def run_sweep(
     tracker = tracker or NullTracker()
     task = get_task(options.task, options.age_scheme)
     metric, maximize = task.val_metric, task.higher_is_better
-    widths = _has_head_widths(config)
     if options.sampler == "tpe":
         sampler = optuna.samplers.TPESampler(seed=options.seed)
     elif options.sampler == "grid":
-        sampler = optuna.samplers.GridSampler(grid_space(options.space, widths), seed=options.seed)
+        sampler = optuna.samplers.GridSampler(grid_space(options.space), seed=options.seed)
     else:
         raise ExperimentError(f"unknown sampler {options.sampler!r}; use tpe or grid")
     pruner = (
@@ -214,7 +201,7 @@ def run_sweep(
     view = experiment_view(config, task, options, cache, progress)
 
     def objective(trial: Any) -> float:
-        params = suggest(trial, options.space, options.sampler == "grid", widths)
+        params = suggest(trial, options.space, options.sampler == "grid")
         resume_dir = trial.user_attrs.get("resume_dir") or ""
         trial_dir = Path(resume_dir) if resume_dir else out_dir / f"trial_{trial.number:04d}"
         trial.set_user_attr("out_dir", str(trial_dir))
@@ -279,11 +266,7 @@ def run_sweep(
         if not complete:
             raise ExperimentError("no trial completed")
         best = study.best_trial
-        best_params = {k: v for k, v in best.params.items()}
-        if "model.head_widths" in best_params:
-            w = best_params["model.head_widths"]
-            best_params["model.head_widths"] = [w] if w else []
-        best_cfg = apply_params(config, best_params)
+        best_cfg = apply_params(config, dict(best.params))
         best_cfg = with_out_dir(best_cfg, Path("runs") / f"{options.name}-best")
         best_cfg = dataclasses.replace(best_cfg, name=f"{config.name}-{options.name}-best")
         save_config(best_cfg, out_dir / "best.yaml")
