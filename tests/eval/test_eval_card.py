@@ -102,3 +102,36 @@ def test_format_metric() -> None:
     assert card.format_metric(12) == "12"
     assert card.format_metric(float("nan")) == "n/a"
     assert card.format_metric(True) == "True"
+
+
+def test_card_shows_a_reproduction_beside_the_model(tiny_model: Path, eval_json: Path, tmp_path: Path) -> None:
+    from facelens.errors import FaceLensError
+
+    own = json.loads(eval_json.read_text())
+    rep = json.loads(eval_json.read_text())
+    rep["models"][0].update(sha256="ab" * 32, version="9.9-repro")
+    rep["age"]["mae"] = 17.5
+    rep["command"] = "facelens eval utkface --model runs/repro/model.onnx"
+    text = card.render_model_card(tiny_model, [own], reproduction=[rep])
+    check_card(tiny_model, text)
+    assert "\n## Reproduction\n" in text and "9.9-repro, sha256 abababababab" in text
+    assert "| age MAE (years) | 18.25 | 17.50 |" in text
+    assert "| gender accuracy | 50.0% | 50.0% |" in text
+    assert "facelens eval utkface --model runs/repro/model.onnx" in text
+    assert "## Reproduction" not in card.render_model_card(tiny_model, [own])
+
+    with pytest.raises(FaceLensError, match="made with this very model file"):
+        card.render_model_card(tiny_model, [own], reproduction=[own])
+    with pytest.raises(FaceLensError, match="no report of this model to stand beside"):
+        card.render_model_card(tiny_model, [], reproduction=[rep])
+
+    rep_file = tmp_path / "rep.json"
+    rep_file.write_text(json.dumps(rep))
+    out = tmp_path / "card.md"
+    parser = argparse.ArgumentParser()
+    card.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["model-card", str(tiny_model), "--eval", str(eval_json), "--reproduction", str(rep_file), "-o", str(out)]
+    )
+    assert args.func(args) == 0
+    assert f"--reproduction {rep_file}" in out.read_text() and "| 17.50 |" in out.read_text()

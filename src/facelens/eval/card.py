@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import math
+import numbers
 import shlex
 import sys
 from collections.abc import Sequence
@@ -150,16 +151,27 @@ def load_eval(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def render_model_card(model: str | Path, evals: Sequence[dict[str, Any]] = (), command: str = "") -> str:
+def render_model_card(
+    model: str | Path,
+    evals: Sequence[dict[str, Any]] = (),
+    command: str = "",
+    reproduction: Sequence[dict[str, Any]] = (),
+) -> str:
     """The Markdown model card of an ONNX model.
 
     Args:
         model: The ``.onnx`` file (with facelens metadata).
         evals: Reports read with :func:`load_eval`.
         command: The ``facelens model-card`` command line to quote.
+        reproduction: Reports of another training run of the same recipe (not this file), each on a dataset and
+            split that one of ``evals`` covers: the card puts them side by side, as the run-to-run noise.
 
     Returns:
         The card text.
+
+    Raises:
+        FaceLensError: If a reproduction report was made with this very model file, or covers a dataset and split
+            that no report in ``evals`` does.
 
     """
     from ..heads import read_metadata
@@ -182,6 +194,7 @@ def render_model_card(model: str | Path, evals: Sequence[dict[str, Any]] = (), c
     L += _training(meta)
     L += _measured(reports, digest)
     L += _peers(peers)
+    L += _reproduction(reports, reproduction, digest)
     L += _fairness(reports)
     L += ["## How these numbers were produced", ""]
     if command:
@@ -190,6 +203,8 @@ def render_model_card(model: str | Path, evals: Sequence[dict[str, Any]] = (), c
         L += ["No evaluation report was given.", ""]
     for ev in evals:
         L += [f"{_title(ev)}:", "", "```", ev.get("command") or "(command not recorded)", "```", ""]
+    for ev in reproduction:
+        L += [f"{_title(ev)}, reproduction:", "", "```", ev.get("command") or "(command not recorded)", "```", ""]
     L += ["## Known limits", "", KNOWN_LIMITS, "", "## Licence", "", LICENCE_NOTE, ""]
     if meta.license:
         L += ["Licence text stored in the model:", "", f"> {meta.license}", ""]
@@ -325,6 +340,50 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
     return L
 
 
+_REPRODUCED: tuple[tuple[str, tuple[str, ...], Any], ...] = (
+    ("detection rate", ("detection", "detection_rate"), _pct),
+    ("age MAE (years)", ("age", "mae"), _yrs),
+    ("80% age interval coverage", ("age_interval", "coverage"), _pct),
+    ("Adience-8 age group, exact", ("age_groups_adience", "exact"), _pct),
+    ("Adience-8 age group, 1-off", ("age_groups_adience", "one_off"), _pct),
+    ("gender accuracy", ("gender", "accuracy"), _pct),
+    ("ethnicity accuracy (5 classes)", ("race", "accuracy"), _pct),
+    ("ethnicity balanced accuracy", ("race", "balanced_accuracy"), _pct),
+    (
+        "gender gap across ethnicities (points)",
+        ("fairness", "gender_accuracy_by_race", "gap"),
+        lambda v: f"{v * 100:.1f}",
+    ),
+    ("attributes: mean accuracy (40)", ("attributes", "mean_accuracy"), _pct),
+    ("attributes: mean ROC-AUC", ("attributes", "mean_auc"), lambda v: f"{v:.3f}"),
+)
+
+
+def _reproduction(reports: Sequence[dict[str, Any]], reproduction: Sequence[dict[str, Any]], digest: str) -> list[str]:
+    if not reproduction:
+        return []
+    shipped = {_title(e): e for e in reports}
+    L = ["## Reproduction", ""]
+    for ev in reproduction:
+        models = ev.get("models") or [{}]
+        if digest in {m.get("sha256") for m in models}:
+            raise FaceLensError(f"reproduction report {_title(ev)} was made with this very model file")
+        if _title(ev) not in shipped:
+            raise FaceLensError(f"reproduction report {_title(ev)} has no report of this model to stand beside")
+        own = shipped[_title(ev)]
+        m = models[0]
+        L += [f"{_title(ev)}: this model vs another training run of the same recipe (model "
+              f"{m.get('version', '?')}, sha256 {str(m.get('sha256', '?'))[:12]}…, not shipped), evaluated the "
+              "same way. Their difference is the run-to-run noise of the recipe.", ""]  # fmt: skip
+        rows = []
+        for name, keys, fmt in _REPRODUCED:
+            a, b = _get(own, *keys), _get(ev, *keys)
+            if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
+                rows.append((name, fmt(a), fmt(b)))
+        L += _table(["metric", "this model", "reproduction"], rows)
+    return L
+
+
 def _fairness(evals: Sequence[dict[str, Any]]) -> list[str]:
     L = ["## Per-group results (fairness)", ""]
     titles = {
@@ -358,13 +417,21 @@ def _fairness(evals: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write_model_card(
-    model: str | Path, eval_files: Sequence[str | Path] = (), out: str | Path | None = None, command: str = ""
+    model: str | Path,
+    eval_files: Sequence[str | Path] = (),
+    out: str | Path | None = None,
+    command: str = "",
+    reproduction_files: Sequence[str | Path] = (),
 ) -> Path:
-    """Render the card of ``model`` from ``eval_files`` and write it (default ``docs/models/<name>.md``)."""
+    """Render the card of ``model`` and write it (default ``docs/models/<name>.md``).
+
+    ``eval_files`` and ``reproduction_files`` are ``facelens eval -o`` reports, read with :func:`load_eval` and
+    passed to :func:`render_model_card` as ``evals`` and ``reproduction``.
+    """
     from ..heads import read_metadata
 
     evals = [load_eval(p) for p in eval_files]
-    text = render_model_card(model, evals, command)
+    text = render_model_card(model, evals, command, [load_eval(p) for p in reproduction_files])
     path = Path(out) if out is not None else card_path(read_metadata(model).name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -381,6 +448,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", type=Path, help="the .onnx model (with facelens metadata)")
     p.add_argument("--eval", type=Path, nargs="*", default=[], metavar="JSON", help="facelens eval -o reports")
+    p.add_argument(
+        "--reproduction",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="facelens eval -o reports of another training run of the same recipe, on the same datasets and "
+        "splits as --eval: shown beside this model's numbers as the run-to-run noise",
+    )
     p.add_argument("-o", "--output", type=Path, help="card file (default docs/models/<model name>.md)")
     p.set_defaults(func=run_model_card)
 
@@ -390,10 +466,12 @@ def run_model_card(args: argparse.Namespace) -> int:
     parts = ["facelens", "model-card", str(args.model)]
     if args.eval:
         parts += ["--eval", *map(str, args.eval)]
+    if args.reproduction:
+        parts += ["--reproduction", *map(str, args.reproduction)]
     if args.output is not None:
         parts += ["-o", str(args.output)]
     try:
-        path = write_model_card(args.model, args.eval, args.output, shlex.join(parts))
+        path = write_model_card(args.model, args.eval, args.output, shlex.join(parts), args.reproduction)
     except FaceLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
