@@ -94,6 +94,8 @@ def test_train_on_a_copied_cache_needs_no_raw_images(
     assert (out / "best.pt").is_file()
     assert run(argv) == 2  # without --cache the recipe's raw data is needed
     assert "utk" in capsys.readouterr().err
+    assert run([*argv, "--cache", str(tmp_path / "nowhere")]) == 2
+    assert "is not a finished facelens cache (missing meta.json, images.npy, labels.npz)" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -492,8 +492,19 @@ class CacheArrays:
 
 
 def open_cache(path: str | Path) -> CacheArrays:
-    """Open a finished cache folder (images memory-mapped read-only)."""
+    """Open a finished cache folder (images memory-mapped read-only).
+
+    Raises:
+        FaceLensError: If the folder lacks one of the files a finished cache has.
+
+    """
     path = Path(path)
+    missing = [name for name in ("meta.json", "images.npy", "labels.npz") if not (path / name).is_file()]
+    if missing:
+        raise FaceLensError(
+            f"{path} is not a finished facelens cache (missing {', '.join(missing)}); build one with "
+            "'facelens preprocess --config RECIPE'"
+        )
     meta = json.loads((path / "meta.json").read_text())
     images = np.load(path / "images.npy", mmap_mode="r")
     with np.load(path / "labels.npz") as z:
