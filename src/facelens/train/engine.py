@@ -383,7 +383,7 @@ def iter_outputs(
 ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
     """Run ``model`` (in eval mode, no augmentation) over cache rows in ``val_batch_size`` batches.
 
-    Gradients are the caller's choice: wrap the loop in ``torch.no_grad()`` unless they are wanted.
+    Runs under ``torch.no_grad()`` (the decorator applies to every step of the generator): no autograd graph.
 
     Yields:
         ``(labels, logits)`` per batch: the batch's label tensors (image removed) and the model's outputs.
