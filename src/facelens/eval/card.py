@@ -19,7 +19,7 @@ import math
 import numbers
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,10 @@ def _pct(x: Any) -> str:
 
 def _yrs(x: Any) -> str:
     return "–" if x is None else f"{float(x):.2f}"
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.1f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -288,6 +292,32 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+_METRICS: tuple[tuple[str, tuple[str, ...], Callable[[float], str], bool], ...] = (
+    ("detection rate", ("detection", "detection_rate"), _pct, True),
+    ("age MAE (years)", ("age", "mae"), _yrs, True),
+    ("age bias (years, + = too old)", ("age", "bias"), _yrs, False),
+    ("80% age interval coverage", ("age_interval", "coverage"), _pct, True),
+    ("Adience-8 age group, exact", ("age_groups_adience", "exact"), _pct, True),
+    ("Adience-8 age group, 1-off", ("age_groups_adience", "one_off"), _pct, True),
+    ("UTKFace-12 age group, exact", ("age_groups_utkface", "exact"), _pct, False),
+    ("UTKFace-12 age group, 1-off", ("age_groups_utkface", "one_off"), _pct, False),
+    ("gender accuracy", ("gender", "accuracy"), _pct, True),
+    ("ethnicity accuracy (5 classes)", ("race", "accuracy"), _pct, True),
+    ("ethnicity balanced accuracy", ("race", "balanced_accuracy"), _pct, True),
+    ("gender gap across ethnicities (points)", ("fairness", "gender_accuracy_by_race", "gap"), _points, True),
+    ("attributes: mean accuracy (40)", ("attributes", "mean_accuracy"), _pct, True),
+    ("attributes: mean ROC-AUC", ("attributes", "mean_auc"), lambda v: f"{v:.3f}", True),
+    ("ms per image (pipeline, CPU)", ("ms_per_image",), lambda v: f"{v:.1f}", False),
+)
+"""The evaluation metrics of a card's tables: row name, key path in an eval report, format of a number, and
+whether the reproduction table (a second run of the recipe beside this model) shows it too."""
+
+
+def _cell(ev: dict[str, Any], keys: Sequence[str], fmt: Callable[[float], str]) -> str:
+    value = _get(ev, *keys)
+    return fmt(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else "–"
+
+
 def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
     L = ["## Measured accuracy", ""]
     if not evals:
@@ -300,26 +330,9 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
     stale = [_title(e) for e in evals if digest not in {m.get("sha256") for m in e.get("models", [])}]
     if stale:
         L += [f"**Warning:** these reports were not made with this model file: {', '.join(stale)}.", ""]
-    metrics: list[tuple[str, Any]] = [
-        ("images (with a face / evaluated)", lambda e: f"{_get(e, 'detection', 'with_face')} / "
-                                                       f"{_get(e, 'detection', 'images')}"),
-        ("detection rate", lambda e: _pct(_get(e, "detection", "detection_rate"))),
-        ("age MAE (years)", lambda e: _yrs(_get(e, "age", "mae"))),
-        ("age bias (years, + = too old)", lambda e: _yrs(_get(e, "age", "bias"))),
-        ("80% age interval coverage", lambda e: _pct(_get(e, "age_interval", "coverage"))),
-        ("Adience-8 age group, exact", lambda e: _pct(_get(e, "age_groups_adience", "exact"))),
-        ("Adience-8 age group, 1-off", lambda e: _pct(_get(e, "age_groups_adience", "one_off"))),
-        ("UTKFace-12 age group, exact", lambda e: _pct(_get(e, "age_groups_utkface", "exact"))),
-        ("UTKFace-12 age group, 1-off", lambda e: _pct(_get(e, "age_groups_utkface", "one_off"))),
-        ("gender accuracy", lambda e: _pct(_get(e, "gender", "accuracy"))),
-        ("ethnicity accuracy (5 classes)", lambda e: _pct(_get(e, "race", "accuracy"))),
-        ("ethnicity balanced accuracy", lambda e: _pct(_get(e, "race", "balanced_accuracy"))),
-        ("attributes: mean accuracy (40)", lambda e: _pct(_get(e, "attributes", "mean_accuracy"))),
-        ("attributes: mean ROC-AUC", lambda e: "–" if _get(e, "attributes", "mean_auc") is None
-                                               else f"{_get(e, 'attributes', 'mean_auc'):.3f}"),
-        ("ms per image (pipeline, CPU)", lambda e: f"{e.get('ms_per_image', 0):.1f}"),
-    ]  # fmt: skip
-    rows = [(name, *(f(e) for e in evals)) for name, f in metrics]
+    with_face = [f"{_get(e, 'detection', 'with_face')} / {_get(e, 'detection', 'images')}" for e in evals]
+    rows = [("images (with a face / evaluated)", *with_face)]
+    rows += [(name, *(_cell(e, keys, fmt) for e in evals)) for name, keys, fmt, _ in _METRICS]
     rows = [r for r in rows if any(c not in ("–", "None / None") for c in r[1:])]
     L += _table(["metric", *(_title(e) for e in evals)], rows)
     for ev in evals:
@@ -340,25 +353,6 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
     return L
 
 
-_REPRODUCED: tuple[tuple[str, tuple[str, ...], Any], ...] = (
-    ("detection rate", ("detection", "detection_rate"), _pct),
-    ("age MAE (years)", ("age", "mae"), _yrs),
-    ("80% age interval coverage", ("age_interval", "coverage"), _pct),
-    ("Adience-8 age group, exact", ("age_groups_adience", "exact"), _pct),
-    ("Adience-8 age group, 1-off", ("age_groups_adience", "one_off"), _pct),
-    ("gender accuracy", ("gender", "accuracy"), _pct),
-    ("ethnicity accuracy (5 classes)", ("race", "accuracy"), _pct),
-    ("ethnicity balanced accuracy", ("race", "balanced_accuracy"), _pct),
-    (
-        "gender gap across ethnicities (points)",
-        ("fairness", "gender_accuracy_by_race", "gap"),
-        lambda v: f"{v * 100:.1f}",
-    ),
-    ("attributes: mean accuracy (40)", ("attributes", "mean_accuracy"), _pct),
-    ("attributes: mean ROC-AUC", ("attributes", "mean_auc"), lambda v: f"{v:.3f}"),
-)
-
-
 def _reproduction(reports: Sequence[dict[str, Any]], reproduction: Sequence[dict[str, Any]], digest: str) -> list[str]:
     if not reproduction:
         return []
@@ -376,9 +370,9 @@ def _reproduction(reports: Sequence[dict[str, Any]], reproduction: Sequence[dict
               f"{m.get('version', '?')}, sha256 {str(m.get('sha256', '?'))[:12]}…, not shipped), evaluated the "
               "same way. Their difference is the run-to-run noise of the recipe.", ""]  # fmt: skip
         rows = []
-        for name, keys, fmt in _REPRODUCED:
+        for name, keys, fmt, reproduced in _METRICS:
             a, b = _get(own, *keys), _get(ev, *keys)
-            if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
+            if reproduced and isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
                 rows.append((name, fmt(a), fmt(b)))
         L += _table(["metric", "this model", "reproduction"], rows)
     return L
