@@ -80,6 +80,8 @@ def test_wrong_type_is_an_error(tmp_path: Path) -> None:
 def test_invalid_value_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="schedule"):
         load_config(write(tmp_path, MINIMAL + "  schedule: linear\n"))
+    with pytest.raises(ConfigError, match="model.frozen_blocks must be >= 0"):
+        load_config(write(tmp_path, MINIMAL), ["model.frozen_blocks=-1"])
 
 
 def test_overrides(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from facelens.errors import ModelError
 from facelens.train.config import AugmentConfig, TrainConfig, load_config
-from facelens.train.engine import augment_batch, load_checkpoint, mixed_batches, prepare_batch, train
+from facelens.train.engine import augment_batch, build_model, load_checkpoint, mixed_batches, prepare_batch, train
 
 SIZE = 32  # the tiny cache's crop size (conftest.SIZE)
 
@@ -188,6 +188,24 @@ def test_model_options_reach_the_network_and_its_checkpoint(
     bad = _with(config, tmp_path / "bad", model={"options": {"gird": 3}})
     with pytest.raises(ConfigError, match=r"model\.options\.gird.*grid"):
         train(bad, progress=False)  # no cache given: the option is refused before one is built
+
+
+def test_frozen_blocks_keep_their_weights_and_adapt_their_batchnorm_statistics(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"frozen_blocks": 2})
+    torch.manual_seed(config.train.seed)  # what train() does before building the network
+    initial = build_model(config).state_dict()
+    trained = torch.load(train(config, progress=False, cache=tiny_cache).last_checkpoint, weights_only=False)["model"]
+    prefix = [f"backbone.features.{i}." for i in range(2)]
+    frozen = [k for k in initial if k.startswith(tuple(prefix))]
+    params = [k for k in frozen if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert params and all(torch.equal(initial[k], trained[k]) for k in params)
+    for key in ("backbone.features.0.1.running_mean", "backbone.features.2.conv.0.0.weight", "heads.gender.1.weight"):
+        assert not torch.equal(initial[key], trained[key]), key  # BN statistics, later blocks and heads train
+    model, cfg, _ = load_checkpoint(tmp_path / "run" / "best.pt")  # the checkpoint rebuilds with its frozen blocks
+    assert cfg.model.frozen_blocks == 2
+    assert not any(p.requires_grad for p in model.backbone.features[:2].parameters())
 
 
 def test_channels_last_changes_memory_order_not_results(

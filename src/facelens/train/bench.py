@@ -1,6 +1,7 @@
 """Measure training throughput (images/s, forward + backward + optimiser step) of a registered architecture.
 
-Used to size recipes to a time budget. Run ``python -m facelens.train.bench --sizes 96 112``; it reports the
+Used to size recipes to a time budget. Run ``python -m facelens.train.bench --sizes 96 112`` (add
+``--frozen-blocks 0 4`` to compare freezing the first backbone blocks, ``model.frozen_blocks``); it reports the
 median and the best of several timed rounds (the best is the figure for an otherwise idle machine, the median
 what a busy one gives) together with the load average, since other processes on the machine skew the numbers.
 """
@@ -18,7 +19,7 @@ import torch
 from .config import AugmentConfig, OptimConfig
 from .engine import augment_batch, configure_threads, make_optimizer
 from .losses import multitask_loss
-from .models import TASK_OUTPUTS, create_model
+from .models import TASK_OUTPUTS, create_model, freeze_blocks
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Throughput:
     batch_size: int
     threads: int
     memory_format: str
+    frozen_blocks: int
     median: float
     best: float
     rounds: tuple[float, ...]
@@ -43,6 +45,7 @@ def measure_throughput(
     steps: int = 5,
     rounds: int = 5,
     memory_format: str = "channels_last",
+    frozen_blocks: int = 0,
 ) -> Throughput:
     """Time full training steps (augmentation, forward, masked losses, backward, AdamW) on random data.
 
@@ -53,6 +56,7 @@ def measure_throughput(
         steps: Steps per timed round.
         rounds: Timed rounds (after two warm-up steps).
         memory_format: ``"channels_last"`` (NHWC, what training uses by default) or ``"contiguous"`` (NCHW).
+        frozen_blocks: Backbone blocks without gradients (:func:`facelens.train.models.freeze_blocks`).
 
     Returns:
         Images per second per round, their median and best, and the 1-minute load average at the end.
@@ -62,6 +66,7 @@ def measure_throughput(
     torch.manual_seed(0)
     fmt = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[memory_format]
     model = create_model(arch, pretrained=False).train().to(memory_format=fmt)
+    freeze_blocks(model, frozen_blocks)
     opt = make_optimizer(model, 1e-3, 1e-4)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=gen)
@@ -94,6 +99,7 @@ def measure_throughput(
         batch_size,
         threads,
         memory_format,
+        frozen_blocks,
         statistics.median(results),
         max(results),
         tuple(round(r, 1) for r in results),
@@ -117,16 +123,25 @@ def main(argv: list[str] | None = None) -> int:
         help="memory order(s) of weights and batches to time (training uses channels_last unless "
         "train.channels_last is false)",
     )
+    p.add_argument(
+        "--frozen-blocks",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="first backbone blocks to freeze (model.frozen_blocks); several values are timed one after another",
+    )
     args = p.parse_args(argv)
     for size in args.sizes:
         for fmt in args.memory_format:
-            r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds, fmt)
-            print(
-                f"{r.arch} {r.size}px batch {r.batch_size} {r.memory_format}, {r.threads} threads: "
-                f"median {r.median:.1f} img/s, best {r.best:.1f} img/s, rounds {list(r.rounds)}, "
-                f"load average {r.load_average:.2f}",
-                flush=True,
-            )
+            for frozen in args.frozen_blocks:
+                r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds, fmt, frozen)
+                print(
+                    f"{r.arch} {r.size}px batch {r.batch_size} {r.memory_format}, {r.frozen_blocks} frozen blocks, "
+                    f"{r.threads} threads: "
+                    f"median {r.median:.1f} img/s, best {r.best:.1f} img/s, rounds {list(r.rounds)}, "
+                    f"load average {r.load_average:.2f}",
+                    flush=True,
+                )
     return 0
 
 

@@ -124,6 +124,11 @@ class ModelConfig:
             ``{trainable: ensemble}`` for ``stacked_ensemble``. Every key must be a parameter of that factory
             (:func:`facelens.train.models.arch_options` lists them); an unknown one is a :class:`ConfigError`
             naming it, raised before training starts. ``pretrained`` is not an option (it is the field above).
+        frozen_blocks: Keep the first this many blocks of the backbone's ``features`` stack at their initial
+            (ImageNet) weights: they get no gradients, so backpropagation stops before them, which is where a
+            MobileNetV2 at 128 px spends most of its backward pass (``python -m facelens.train.bench
+            --frozen-blocks 0 4``). Their BatchNorm statistics still adapt to the training faces. 0 trains
+            everything; only backbones with a ``features`` sequence (the torchvision ones) can freeze blocks.
 
     """
 
@@ -132,6 +137,7 @@ class ModelConfig:
     input_size: int = 112
     dropout: float = 0.2
     options: dict[str, Any] = field(default_factory=dict)
+    frozen_blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,8 @@ class TrainConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
+        if self.model.frozen_blocks < 0:
+            raise ConfigError(f"model.frozen_blocks must be >= 0, got {self.model.frozen_blocks}")
         return self
 
 

@@ -41,7 +41,15 @@ from ..errors import ModelError
 from .cache import build_cache, open_cache
 from .config import AugmentConfig, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
 from .losses import MetricAccumulator, balanced_class_weights, multitask_loss
-from .models import IMAGENET_MEAN, IMAGENET_STD, TASK_OUTPUTS, MultiTaskNet, check_arch_options, create_model
+from .models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TASK_OUTPUTS,
+    MultiTaskNet,
+    check_arch_options,
+    create_model,
+    freeze_blocks,
+)
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 """``on_epoch_end(epoch, metrics)`` of :func:`train`: the 1-based epoch and its ``history.jsonl`` record (training
@@ -301,7 +309,7 @@ def fit_epochs_to_budget(
 
 
 def build_model(config: TrainConfig, pretrained: bool | None = None) -> MultiTaskNet:
-    """The network a config describes: ``model.arch`` with ``model.options`` and ``model.dropout``.
+    """The network a config describes: ``model.arch`` with its ``options``, ``dropout`` and ``frozen_blocks``.
 
     Args:
         config: The training config.
@@ -310,7 +318,9 @@ def build_model(config: TrainConfig, pretrained: bool | None = None) -> MultiTas
     """
     m = config.model
     pretrained = m.pretrained if pretrained is None else pretrained
-    return create_model(m.arch, pretrained=pretrained, dropout=m.dropout, options=m.options)
+    model = create_model(m.arch, pretrained=pretrained, dropout=m.dropout, options=m.options)
+    freeze_blocks(model, m.frozen_blocks)
+    return model
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiTaskNet, TrainConfig, dict]:

@@ -140,6 +140,36 @@ def mobilenet_v2(pretrained: bool = True) -> nn.Module:
     return TorchvisionFeatures(net.features, net.last_channel)
 
 
+def freeze_blocks(model: nn.Module, n: int) -> None:
+    """Stop training the first ``n`` blocks of ``model.backbone.features`` (their parameters get no gradients).
+
+    BatchNorm layers among them stay in whatever mode the model is in, so in training their running statistics
+    still follow the data; only weights and biases are fixed.
+
+    Args:
+        model: A :class:`MultiTaskNet` (or anything with ``backbone.features``).
+        n: Blocks to freeze; 0 does nothing.
+
+    Raises:
+        ConfigError: If the backbone has no ``features`` sequence, or fewer than ``n`` blocks.
+
+    """
+    from .config import ConfigError
+
+    if n == 0:
+        return
+    features = getattr(getattr(model, "backbone", None), "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise ConfigError(
+            f"model.frozen_blocks={n}: this backbone has no 'features' sequence of blocks to freeze "
+            "(the torchvision backbones, e.g. mobilenet_v2, have one)"
+        )
+    if n > len(features):
+        raise ConfigError(f"model.frozen_blocks={n}: the backbone has only {len(features)} blocks")
+    for p in features[:n].parameters():
+        p.requires_grad_(False)
+
+
 class MultiTaskNet(nn.Module):
     """A shared backbone with one linear head per task; ``forward`` returns logits per task.
 
