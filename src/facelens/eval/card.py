@@ -369,11 +369,8 @@ def _reproduction(reports: Sequence[dict[str, Any]], reproduction: Sequence[dict
         L += [f"{_title(ev)}: this model vs another training run of the same recipe (model "
               f"{m.get('version', '?')}, sha256 {str(m.get('sha256', '?'))[:12]}…, not shipped), evaluated the "
               "same way. Their difference is the run-to-run noise of the recipe.", ""]  # fmt: skip
-        rows = []
-        for name, keys, fmt, reproduced in _METRICS:
-            a, b = _get(own, *keys), _get(ev, *keys)
-            if reproduced and isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
-                rows.append((name, fmt(a), fmt(b)))
+        cells = [(name, _cell(own, keys, fmt), _cell(ev, keys, fmt)) for name, keys, fmt, rep in _METRICS if rep]
+        rows = [row for row in cells if "–" not in row[1:]]
         L += _table(["metric", "this model", "reproduction"], rows)
     return L
 
