@@ -17,5 +17,8 @@ def test_bench_command_prints_one_line_per_setting(capsys: pytest.CaptureFixture
     assert main([*argv, "--frozen-blocks", "0", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "0 frozen blocks" in lines[0] and "1 frozen blocks" in lines[1]
+    assert main([*argv, "--precision", "fp32", "bf16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and " fp32, " in lines[0] and " bf16, " in lines[1]
     with pytest.raises(ConfigError, match="only"):
         main([*argv, "--frozen-blocks", "99"])

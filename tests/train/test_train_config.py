@@ -82,6 +82,9 @@ def test_invalid_value_is_an_error(tmp_path: Path) -> None:
         load_config(write(tmp_path, MINIMAL + "  schedule: linear\n"))
     with pytest.raises(ConfigError, match="model.frozen_blocks must be >= 0"):
         load_config(write(tmp_path, MINIMAL), ["model.frozen_blocks=-1"])
+    assert load_config(write(tmp_path, MINIMAL), ["train.precision=bf16"]).train.precision == "bf16"
+    with pytest.raises(ConfigError, match=r"train.precision must be one of \['fp32', 'bf16'\], not 'fp16'"):
+        load_config(write(tmp_path, MINIMAL), ["train.precision=fp16"])
 
 
 def test_overrides(tmp_path: Path) -> None:

@@ -11,7 +11,15 @@ import torch
 
 from facelens.errors import ModelError
 from facelens.train.config import AugmentConfig, TrainConfig, load_config
-from facelens.train.engine import augment_batch, build_model, load_checkpoint, mixed_batches, prepare_batch, train
+from facelens.train.engine import (
+    augment_batch,
+    autocast,
+    build_model,
+    load_checkpoint,
+    mixed_batches,
+    prepare_batch,
+    train,
+)
 
 SIZE = 32  # the tiny cache's crop size (conftest.SIZE)
 
@@ -189,6 +197,10 @@ def test_model_options_reach_the_network_and_its_checkpoint(
     with pytest.raises(ConfigError, match=r"model\.options\.gird.*grid"):
         train(bad, progress=False)  # no cache given: the option is refused before one is built
 
+    too_many = _with(make_config(tmp_path), tmp_path / "frozen", model={"frozen_blocks": 99})
+    with pytest.raises(ConfigError, match="frozen_blocks=99"):
+        train(too_many, progress=False)  # refused before a cache is built, like the unknown option
+
 
 def test_frozen_blocks_keep_their_weights_and_adapt_their_batchnorm_statistics(
     tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
@@ -206,6 +218,25 @@ def test_frozen_blocks_keep_their_weights_and_adapt_their_batchnorm_statistics(
     model, cfg, _ = load_checkpoint(tmp_path / "run" / "best.pt")  # the checkpoint rebuilds with its frozen blocks
     assert cfg.model.frozen_blocks == 2
     assert not any(p.requires_grad for p in model.backbone.features[:2].parameters())
+
+
+def test_bf16_precision_autocasts_the_forward_pass_and_keeps_float32_weights(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        with autocast(torch.device("cpu"), precision):
+            assert (a @ b).dtype == dtype, precision
+    weights = {}
+    for precision in ("fp32", "bf16"):
+        config = _with(make_config(tmp_path), tmp_path / precision)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
+        checkpoint = train(config, progress=False, cache=tiny_cache).last_checkpoint
+        weights[precision] = torch.load(checkpoint, weights_only=False)["model"]
+    conv = "backbone.features.0.0.weight"
+    assert weights["bf16"][conv].dtype == torch.float32  # master weights stay float32
+    assert not torch.equal(weights["bf16"][conv], weights["fp32"][conv])  # the steps did run in bfloat16
+    torch.testing.assert_close(weights["bf16"][conv], weights["fp32"][conv], atol=0.05, rtol=0.05)
 
 
 def test_channels_last_changes_memory_order_not_results(

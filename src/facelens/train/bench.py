@@ -1,7 +1,8 @@
 """Measure training throughput (images/s, forward + backward + optimiser step) of a registered architecture.
 
 Used to size recipes to a time budget. Run ``python -m facelens.train.bench --sizes 96 112`` (add
-``--frozen-blocks 0 4`` to compare freezing the first backbone blocks, ``model.frozen_blocks``); it reports the
+``--frozen-blocks 0 4`` to compare freezing the first backbone blocks, ``model.frozen_blocks``, and
+``--precision fp32 bf16`` to compare bfloat16 autocast, ``train.precision``); it reports the
 median and the best of several timed rounds (the best is the figure for an otherwise idle machine, the median
 what a busy one gives) together with the load average, since other processes on the machine skew the numbers.
 """
@@ -9,6 +10,7 @@ what a busy one gives) together with the load average, since other processes on 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import AugmentConfig, OptimConfig
-from .engine import augment_batch, configure_threads, make_optimizer
+from .config import PRECISIONS, AugmentConfig, OptimConfig
+from .engine import augment_batch, autocast, configure_threads, make_optimizer
 from .losses import multitask_loss
 from .models import TASK_OUTPUTS, create_model, freeze_blocks
 
@@ -32,6 +34,7 @@ class Throughput:
     threads: int
     memory_format: str
     frozen_blocks: int
+    precision: str
     median: float
     best: float
     rounds: tuple[float, ...]
@@ -46,6 +49,7 @@ def measure_throughput(
     rounds: int = 5,
     memory_format: str = "channels_last",
     frozen_blocks: int = 0,
+    precision: str = "fp32",
 ) -> Throughput:
     """Time full training steps (augmentation, forward, masked losses, backward, AdamW) on random data.
 
@@ -57,6 +61,7 @@ def measure_throughput(
         rounds: Timed rounds (after two warm-up steps).
         memory_format: ``"channels_last"`` (NHWC, what training uses by default) or ``"contiguous"`` (NCHW).
         frozen_blocks: Backbone blocks without gradients (:func:`facelens.train.models.freeze_blocks`).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast of the forward pass and losses, as ``train.precision``).
 
     Returns:
         Images per second per round, their median and best, and the 1-minute load average at the end.
@@ -80,7 +85,8 @@ def measure_throughput(
 
     def step() -> None:
         x = augment_batch(images, aug, size, gen).contiguous(memory_format=fmt)
-        loss, _ = multitask_loss(model(x), targets, optim)
+        with autocast(torch.device("cpu"), precision):
+            loss, _ = multitask_loss(model(x), targets, optim)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -100,6 +106,7 @@ def measure_throughput(
         threads,
         memory_format,
         frozen_blocks,
+        precision,
         statistics.median(results),
         max(results),
         tuple(round(r, 1) for r in results),
@@ -130,18 +137,24 @@ def main(argv: list[str] | None = None) -> int:
         default=[0],
         help="first backbone blocks to freeze (model.frozen_blocks); several values are timed one after another",
     )
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        choices=list(PRECISIONS),
+        default=["fp32"],
+        help="fp32, or bf16 autocast of the forward pass and losses (train.precision); several are timed in turn",
+    )
     args = p.parse_args(argv)
-    for size in args.sizes:
-        for fmt in args.memory_format:
-            for frozen in args.frozen_blocks:
-                r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds, fmt, frozen)
-                print(
-                    f"{r.arch} {r.size}px batch {r.batch_size} {r.memory_format}, {r.frozen_blocks} frozen blocks, "
-                    f"{r.threads} threads: "
-                    f"median {r.median:.1f} img/s, best {r.best:.1f} img/s, rounds {list(r.rounds)}, "
-                    f"load average {r.load_average:.2f}",
-                    flush=True,
-                )
+    settings = itertools.product(args.sizes, args.memory_format, args.frozen_blocks, args.precision)
+    for size, fmt, frozen, precision in settings:
+        r = measure_throughput(args.arch, size, args.batch_size, args.steps, args.rounds, fmt, frozen, precision)
+        print(
+            f"{r.arch} {r.size}px batch {r.batch_size} {r.memory_format} {r.precision}, "
+            f"{r.frozen_blocks} frozen blocks, {r.threads} threads: "
+            f"median {r.median:.1f} img/s, best {r.best:.1f} img/s, rounds {list(r.rounds)}, "
+            f"load average {r.load_average:.2f}",
+            flush=True,
+        )
     return 0
 
 

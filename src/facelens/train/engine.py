@@ -308,6 +308,11 @@ def fit_epochs_to_budget(
 # --- checkpoints --------------------------------------------------------------------------------------------
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of ``train.precision``: bfloat16 for ``"bf16"``, disabled (float32) for ``"fp32"``."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def build_model(config: TrainConfig, pretrained: bool | None = None) -> MultiTaskNet:
     """The network a config describes: ``model.arch`` with its ``options``, ``dropout`` and ``frozen_blocks``.
 
@@ -456,13 +461,16 @@ def train(
         Where the checkpoints are and how training went.
 
     Raises:
-        ConfigError: If ``model.options`` names an option the architecture does not take (before any cache is built).
+        ConfigError: If ``model.options`` names an option the architecture does not take, or ``model.frozen_blocks``
+            asks for more blocks than the backbone has (both before any cache is built).
         ModelError: If ``init_from`` holds no backbone weight of this network.
 
     """
     from tqdm import tqdm
 
     check_arch_options(config.model.arch, config.model.options)
+    if config.model.frozen_blocks:
+        build_model(config, pretrained=False)  # an impossible freeze fails now, not after the cache is built
     start = time.perf_counter()
     tc, oc = config.train, config.optim
     device, out = prepare_run(tc.device, tc.num_threads, tc.out_dir)
@@ -531,7 +539,8 @@ def train(
             batch = _to_device(batch, device)
             x = augment_batch(batch.pop("image"), config.augment, config.model.input_size, gen)
             x = x.contiguous(memory_format=fmt)
-            loss, parts = multitask_loss(model(x), batch, oc, class_weights)
+            with autocast(device, tc.precision):
+                loss, parts = multitask_loss(model(x), batch, oc, class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if oc.grad_clip > 0:
