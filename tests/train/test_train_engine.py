@@ -257,3 +257,17 @@ def test_channels_last_changes_memory_order_not_results(
         assert nhwc[key] == pytest.approx(nchw[key], rel=1e-2), key
     model, _, _ = load_checkpoint(results[True].best_checkpoint)  # loads into a plain NCHW model
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_validation_reports_every_metric_per_source_beside_the_pooled_ones(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    result = train(_with(make_config(tmp_path), tmp_path / "run"), progress=False, cache=tiny_cache)
+    m = result.best_metrics
+    # the tiny cache validates 3 UTKFace-like rows (age, gender, race) and 3 CelebA-like rows (attributes, gender)
+    assert {"utk.gender_acc", "utk.race_acc", "utk.age_mae", "celeba.gender_acc", "celeba.attr_acc"} <= set(m)
+    assert not {"utk.attr_acc", "celeba.race_acc", "utk.score", "celeba.loss"} & set(m)
+    assert m["gender_acc"] == pytest.approx((m["utk.gender_acc"] + m["celeba.gender_acc"]) / 2)  # 3 rows each
+    assert m["race_acc"] == m["utk.race_acc"] and m["attr_acc"] == m["celeba.attr_acc"]
+    history = json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])
+    assert "val_utk.gender_acc" in history

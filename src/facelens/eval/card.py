@@ -256,7 +256,9 @@ def _training(meta: Any) -> list[str]:
     if not meta.metrics:
         return L + ["The model's metadata records no metrics.", ""]
     L += ["Stored in the model's metadata by the exporter (validation split of the training data, as cropped by "
-          "the training cache).", ""]  # fmt: skip
+          "the training cache). Unprefixed metrics pool every validation face that carries the label: "
+          "`val_gender_acc` counts UTKFace faces and CelebA faces (gender from `Male`) together; "
+          "`val_SOURCE.METRIC` is one source alone, where the exporter recorded it.", ""]  # fmt: skip
     return L + _table(["metric", "value"], [(k, format_metric(v)) for k, v in sorted(meta.metrics.items())])
 
 
