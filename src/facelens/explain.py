@@ -389,8 +389,9 @@ def explain_image(
 
     from .align import alignment_matrix
     from .io import load_image
+    from .train.batches import prepare_batch
     from .train.cache import get_template, make_detector
-    from .train.engine import load_checkpoint, prepare_batch
+    from .train.engine import load_checkpoint
 
     ckpt_path = resolve_checkpoint(checkpoint)
     parse_head(head)  # fail before any work

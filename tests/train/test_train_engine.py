@@ -10,16 +10,9 @@ import pytest
 import torch
 
 from facelens.errors import ModelError
+from facelens.train.batches import augment_batch, mixed_batches, prepare_batch
 from facelens.train.config import AugmentConfig, TrainConfig, load_config
-from facelens.train.engine import (
-    augment_batch,
-    autocast,
-    build_model,
-    load_checkpoint,
-    mixed_batches,
-    prepare_batch,
-    train,
-)
+from facelens.train.engine import autocast, build_model, load_checkpoint, train
 
 SIZE = 32  # the tiny cache's crop size (conftest.SIZE)
 

@@ -98,8 +98,9 @@ def predict(
     """
     import torch
 
+    from ..train.batches import CacheBatches, prepare_batch
     from ..train.cache import open_cache
-    from ..train.engine import CacheBatches, load_checkpoint, prepare_batch
+    from ..train.engine import load_checkpoint
     from ..train.losses import expected_age
 
     model, config, _ = load_checkpoint(checkpoint, "cpu")

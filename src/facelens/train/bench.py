@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .batches import augment_batch
 from .config import PRECISIONS, AugmentConfig, OptimConfig
-from .engine import augment_batch, autocast, configure_threads, make_optimizer
+from .engine import autocast, configure_threads, make_optimizer
 from .losses import multitask_loss
 from .models import TASK_OUTPUTS, create_model, freeze_blocks
 

@@ -62,8 +62,9 @@ def validation_age_probs(checkpoint: str | Path, split: str = "val") -> tuple[np
     """
     import torch
 
+    from .batches import CacheBatches
     from .cache import open_cache
-    from .engine import CacheBatches, iter_outputs, load_checkpoint
+    from .engine import iter_outputs, load_checkpoint
 
     model, config, ckpt = load_checkpoint(checkpoint, "cpu")
     if not Path(ckpt.get("cache", "")).is_dir():
