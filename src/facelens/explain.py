@@ -3,7 +3,7 @@
 Works on PyTorch checkpoints written by ``facelens train`` (an ONNX model has no gradients). A face is found and
 aligned exactly as for training and inference: the checkpoint's detector settings and alignment template, the
 crop warped straight to the network's input size (as :class:`facelens.heads.runtime.HeadModel` does) and
-normalised like ``facelens.train.engine.prepare_batch``.
+normalised like ``facelens.train.batches.prepare_batch``.
 
 Grad-CAM (Selvaraju et al., 2017): the gradient of one scalar of the chosen head (the logit of the top class,
 or of a named class; the expected age; the logit of one attribute) with respect to the backbone's last

@@ -106,7 +106,7 @@ def normalise_channels(x: torch.Tensor) -> torch.Tensor:
 def prepare_channels(images: np.ndarray, in_channels: int = 5) -> torch.Tensor:
     """uint8 ``(N, H, W, 3)`` RGB crops -> normalised float ``(N, in_channels, H, W)`` (1, 3 or 5 channels).
 
-    The evaluation-time counterpart of ``engine.prepare_batch`` for other channel layouts (no resizing).
+    The evaluation-time counterpart of ``batches.prepare_batch`` for other channel layouts (no resizing).
     """
     images = np.asarray(images)
     if in_channels == 5:

@@ -185,7 +185,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Batch augmentations applied in torch to training batches only (see ``engine.augment_batch``).
+    """Batch augmentations applied in torch to training batches only (see ``batches.augment_batch``).
 
     Attributes:
         flip: Probability of a horizontal flip.
