@@ -459,7 +459,11 @@ def train(
             fitted = fit_epochs_to_budget(planned, epoch + 1, last, elapsed, budget, reserve=last / 4)
             if fitted < planned:
                 planned, schedule.total = fitted, fitted * steps
-                tqdm.write(f"time budget: the schedule now ends after epoch {planned}")
+                tqdm.write(
+                    f"time budget: epoch {epoch + 1} took {last / 60:.1f} min, so the schedule now ends after epoch "
+                    f"{planned} to finish within train.max_minutes={tc.max_minutes:g} (it never grows back: other "
+                    "load on the machine costs epochs; train.fit_to_budget=false keeps the planned ones)"
+                )
         payload = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
