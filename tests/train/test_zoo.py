@@ -128,6 +128,16 @@ def test_stacked_ensemble_takes_ready_members() -> None:
     assert backbone(torch.zeros(2, 3, 64, 64)).shape == (2, 134)
 
 
+def test_stacked_ensemble_members_by_name_as_a_recipe_gives_them() -> None:
+    net = create_model("stacked_ensemble", options={"members": ["lenet5", "custom_cnn"]})
+    assert list(net.backbone.members) == ["lenet5", "custom_cnn"] and net.backbone.out_features == 84 + 50
+    assert net.backbone.cam_layer == "members.lenet5.features"
+    assert zoo.stacked_ensemble().cam_layer == "members.resnet18.features"  # the default members
+    for members in ([], ["lenet5", "lenet5"], ["lenet6"], ["stacked_ensemble"]):
+        with pytest.raises(ModelError, match="members must be distinct registered backbones"):
+            zoo.stacked_ensemble(members=members)
+
+
 # --- channels --------------------------------------------------------------------------------------------------
 
 

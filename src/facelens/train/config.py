@@ -124,9 +124,10 @@ class ModelConfig:
             ``preprocess.size`` (the exported model records this size).
         dropout: Dropout before every head.
         options: Keyword options of the architecture's factory, e.g. ``{grid: 3}`` for ``custom_cnn`` or
-            ``{trainable: ensemble}`` for ``stacked_ensemble``. Every key must be a parameter of that factory
-            (:func:`facelens.train.models.arch_options` lists them); an unknown one is a :class:`ConfigError`
-            naming it, raised before training starts. ``pretrained`` is not an option (it is the field above).
+            ``{trainable: ensemble, members: [resnet18, squeezenet1_1]}`` for ``stacked_ensemble``. Every key
+            must be a parameter of that factory (:func:`facelens.train.models.arch_options` lists them); an
+            unknown one is a :class:`ConfigError` naming it, raised before training starts. ``pretrained`` is
+            not an option (it is the field above).
         frozen_blocks: Keep the first this many blocks of the backbone's ``features`` stack at their initial
             (ImageNet) weights: they get no gradients, so backpropagation stops before them, which is where a
             MobileNetV2 at 128 px spends most of its backward pass (``python -m facelens.train.bench

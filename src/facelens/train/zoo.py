@@ -7,7 +7,8 @@ Importing this module registers (``models.py`` imports it, so ``create_model(nam
 - ``levi_hassner_bn``: the same with batch norm after each pooling and FC 512 / 256;
 - ``lenet5``: LeNet-5 (32 px), a sanity-check baseline;
 - ``resnet18``, ``resnet34``, ``resnet50``, ``densenet121``, ``squeezenet1_1``: torchvision backbones;
-- ``stacked_ensemble``: ResNet18 + SqueezeNet1.1 + DenseNet121 features concatenated.
+- ``stacked_ensemble``: ResNet18 + SqueezeNet1.1 + DenseNet121 features concatenated (other members by name:
+  ``model.options.members``).
 
 Every name (``mobilenet_v2`` included) has an :class:`ArchInfo` in :data:`ARCH_INFO`: native input size, the
 smallest input it accepts, and the parameter count of its **2-class classifier** (the backbone plus a
@@ -426,7 +427,11 @@ class StackedEnsemble(nn.Module):
 
     """
 
-    cam_layer = "members.resnet18.features"
+    @property
+    def cam_layer(self) -> str:
+        """Grad-CAM's feature map: the first member's ``features`` (``members.resnet18.features`` by default)."""
+        name, first = next(iter(self.members.items()))
+        return f"members.{name}.features" if hasattr(first, "features") else f"members.{name}"
 
     def __init__(self, members: dict[str, nn.Module], trainable: str = "all") -> None:
         super().__init__()
@@ -454,16 +459,33 @@ class StackedEnsemble(nn.Module):
 
 @register_arch("stacked_ensemble")
 def stacked_ensemble(
-    pretrained: bool = False, trainable: str = "all", members: dict[str, nn.Module] | None = None
+    pretrained: bool = False, trainable: str = "all", members: dict[str, nn.Module] | list[str] | None = None
 ) -> nn.Module:
-    """ResNet18 + SqueezeNet1.1 + DenseNet121 (:class:`StackedEnsemble`), 2048-d.
+    """ResNet18 + SqueezeNet1.1 + DenseNet121 (:class:`StackedEnsemble`), 2048-d, or other members.
 
     Args:
-        pretrained: ImageNet-initialised members (raises :class:`ModelError` today: none has offline weights).
+        pretrained: ImageNet-initialised members (raises :class:`ModelError` for a member without offline weights;
+            of the registered backbones only ``mobilenet_v2`` has them).
         trainable: ``"all"`` (end to end) or ``"ensemble"`` (members frozen, only the heads train).
-        members: Ready member backbones to use instead of fresh ones (e.g. from trained checkpoints).
+        members: Other members: registered architecture names, fresh (a recipe's
+            ``model.options.members: [mobilenet_v2, squeezenet1_1]``), or ready backbones by name from Python
+            (e.g. ``{"a": checkpoint_model.backbone}``). Default: :data:`ENSEMBLE_MEMBERS`.
+
+    Raises:
+        ModelError: If ``members`` is empty, repeats a name, or names an unknown architecture or the ensemble itself.
 
     """
+    from .models import ARCHITECTURES
+
     if members is None:
-        members = {name: factory(pretrained=pretrained) for name, factory in ENSEMBLE_MEMBERS.items()}
+        members = list(ENSEMBLE_MEMBERS)
+    if not isinstance(members, dict):
+        names = list(members)
+        bad = [n for n in names if n not in ARCHITECTURES or n == "stacked_ensemble"]
+        if not names or bad or len(set(names)) != len(names):
+            raise ModelError(
+                f"stacked_ensemble: members must be distinct registered backbones (not the ensemble), got {names}; "
+                f"known: {', '.join(sorted(set(ARCHITECTURES) - {'stacked_ensemble'}))}"
+            )
+        members = {name: ARCHITECTURES[name](pretrained=pretrained) for name in names}
     return StackedEnsemble(members, trainable=trainable)
