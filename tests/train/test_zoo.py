@@ -129,7 +129,7 @@ def test_stacked_ensemble_takes_ready_members() -> None:
 
 
 def test_stacked_ensemble_members_by_name_as_a_recipe_gives_them() -> None:
-    net = create_model("stacked_ensemble", options={"members": ["lenet5", "custom_cnn"]})
+    net = create_model("stacked_ensemble", pretrained=False, options={"members": ["lenet5", "custom_cnn"]})
     assert list(net.backbone.members) == ["lenet5", "custom_cnn"] and net.backbone.out_features == 84 + 50
     assert net.backbone.cam_layer == "members.lenet5.features"
     assert zoo.stacked_ensemble().cam_layer == "members.resnet18.features"  # the default members
