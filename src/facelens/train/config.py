@@ -230,7 +230,8 @@ class LoopConfig:
         precision: ``"fp32"``, or ``"bf16"``: run the forward pass and the losses under bfloat16 autocast
             (weights, gradients and the optimiser stay float32; validation runs in float32). Faster on CPUs with
             bfloat16 instructions (AVX512-BF16, AMX) and on recent GPUs; measure with
-            ``python -m facelens.train.bench --precision fp32 bf16`` before relying on it.
+            ``python -m facelens.train.bench --precision fp32 bf16`` and a few real epochs before relying on it
+            (on the 2-core dev VM the benchmark's ~1.2x did not show in the real loop).
         log_every: Update the progress bar's loss display every this many steps.
 
     """
