@@ -105,6 +105,11 @@ def configure_threads(num_threads: int) -> int:
     return n
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of ``train.precision``: bfloat16 for ``"bf16"``, disabled (float32) for ``"fp32"``."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 # --- optimisation -------------------------------------------------------------------------------------------
 
 
@@ -169,11 +174,6 @@ def fit_epochs_to_budget(
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context of ``train.precision``: bfloat16 for ``"bf16"``, disabled (float32) for ``"fp32"``."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def build_model(config: TrainConfig, pretrained: bool | None = None) -> MultiTaskNet:

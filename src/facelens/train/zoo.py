@@ -34,7 +34,6 @@ size the map already has that grid and the pooling is skipped, so the network is
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -403,12 +402,8 @@ def squeezenet1_1(pretrained: bool = False) -> nn.Module:
     return TorchvisionFeatures(net.features, 512)
 
 
-ENSEMBLE_MEMBERS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": resnet18,
-    "squeezenet1_1": squeezenet1_1,
-    "densenet121": densenet121,
-}
-"""The members of ``stacked_ensemble``, in concatenation order."""
+ENSEMBLE_MEMBERS: tuple[str, ...] = ("resnet18", "squeezenet1_1", "densenet121")
+"""The default members of ``stacked_ensemble`` (registered names), in concatenation order."""
 
 
 class StackedEnsemble(nn.Module):
@@ -478,7 +473,7 @@ def stacked_ensemble(
     from .models import ARCHITECTURES
 
     if members is None:
-        members = list(ENSEMBLE_MEMBERS)
+        members = ENSEMBLE_MEMBERS
     if not isinstance(members, dict):
         names = list(members)
         bad = [n for n in names if n not in ARCHITECTURES or n == "stacked_ensemble"]
