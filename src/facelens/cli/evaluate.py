@@ -55,14 +55,123 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_head_evals(esub)
 
 
+_HEAD_EVAL_HELP = {
+    "utkface": "age MAE (by decade), age groups, 80% interval coverage, gender, ethnicity, fairness views",
+    "celeba": "40-attribute accuracy and ROC-AUC, gender (from the Male attribute)",
+    "fgnet": "age MAE by decade and age groups",
+    "fairface": "Adience-8 age groups from the FairFace age ranges, gender, ethnicity, fairness views",
+    "adience": "Adience-8 exact and 1-off age-group accuracy, gender",
+    "lfw": "no labels: detection rate and predicted gender distribution",
+}
+
+
+def _add_split_options(p: argparse.ArgumentParser, what: str) -> None:
+    """The options every head evaluation shares: which held-out images, which model."""
+    p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
+    p.add_argument("--model", help=f"{what} model name or .onnx path (default: every installed model)")
+    p.add_argument("--limit", type=int, default=None, help="use a seeded random subset of N images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+    p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
+
+
 def _register_head_evals(esub: argparse._SubParsersAction) -> None:
+    """Add ``facelens eval utkface|celeba|fgnet|fairface|adience|lfw`` and ``facelens eval peer``."""
+    from ..eval.heads import DATASET_NAMES
+    from ..eval.peer import INSTALL_HINT, PEER_REQUIREMENT
+
+    for name in DATASET_NAMES:
+        about = _HEAD_EVAL_HELP[name]
+        p = esub.add_parser(
+            name,
+            help=f"heads on {name}: {about}".replace("%", "%%"),
+            description=f"Runs the full pipeline (detect with padding, align, heads) on every image of a {name} "
+            f"split and prints JSON metrics: {about}. Reproduces the training split from --recipe.",
+        )
+        p.add_argument("--root", type=Path, required=True, help=f"{name} dataset folder (reader layout)")
+        p.add_argument(
+            "--split", choices=("val", "test", "all"), default=None,
+            help="which split (default: test for training datasets, val if test is empty; else all)",
+        )  # fmt: skip
+        _add_split_options(p, "head")
+        p.add_argument("--plots", type=Path, help="folder for PNG plots (default: beside -o FILE)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+        p.set_defaults(func=run_head_eval, eval_dataset=name)
+    p = esub.add_parser(
+        "peer",
+        help=f"facelens vs the PyPI peer {PEER_REQUIREMENT} on the same UTKFace images (age MAE, gender, speed)",
+        description=f"Runs facelens and {PEER_REQUIREMENT} (optional; install with: {INSTALL_HINT}) on the same "
+        "held-out UTKFace images and prints age MAE, gender accuracy, faces found and ms per image side by side.",
+    )
+    p.add_argument("--root", type=Path, required=True, help="UTKFace folder")
+    p.add_argument("--split", choices=("val", "test", "all"), default="val", help="split (default val)")
+    _add_split_options(p, "facelens head")
+    p.set_defaults(func=run_peer, eval_dataset="peer")
+
+
+def command_line(args: argparse.Namespace, split: str) -> str:
+    """The canonical ``facelens eval`` command that reproduces a run (stored in the JSON, quoted by the card)."""
+    import shlex
+
+    parts = ["facelens", "eval", args.eval_dataset, "--root", str(args.root), "--split", split]
+    for flag, value in (("--recipe", args.recipe), ("--model", args.model), ("--limit", args.limit)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    if args.output is not None:
+        parts += ["-o", str(args.output)]
+    return shlex.join(parts)
+
+
+def _write_json(text: str, output: Path | None) -> None:
+    print(text)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n", encoding="utf-8")
+
+
+def run_head_eval(args: argparse.Namespace) -> int:
+    """Handler of ``facelens eval DATASET``: print the JSON report; 2 on a dataset or model error."""
+    from dataclasses import replace
+
+    from ..errors import FaceLensError
+    from ..eval.heads import evaluate_dataset
+
+    plots = args.plots or (args.output.parent if args.output is not None else None)
+    prefix = args.output.stem if args.output is not None else None
     try:
-        from ..eval import heads as head_eval
-    except ImportError:
-        return
-    register = getattr(head_eval, "register", None)
-    if register is not None:
-        register(esub)
+        report = evaluate_dataset(
+            args.eval_dataset, args.root, split=args.split, recipe=args.recipe, model=args.model,
+            limit=args.limit, seed=args.seed, plots=plots, plot_prefix=prefix,
+            progress=sys.stderr.isatty() and not args.no_progress,
+        )  # fmt: skip
+    except FaceLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = replace(report, command=command_line(args, report.split.split))
+    _write_json(json.dumps(report.to_dict(), indent=2), args.output)
+    d = report.detection
+    if d.errors:
+        print(f"{d.errors} of {d.images} image(s) could not be analysed", file=sys.stderr)
+    return 1 if d.images and d.errors == d.images else 0
+
+
+def run_peer(args: argparse.Namespace) -> int:
+    """Handler of ``facelens eval peer``: JSON on stdout, the side-by-side table on stderr."""
+    from ..errors import FaceLensError
+    from ..eval.peer import compare_age_gender
+
+    try:
+        res = compare_age_gender(
+            args.root, split=args.split, recipe=args.recipe, model=args.model, limit=args.limit, seed=args.seed,
+            progress=sys.stderr.isatty(), command=command_line(args, args.split),
+        )  # fmt: skip
+    except FaceLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _write_json(json.dumps(res.to_dict(), indent=2), args.output)
+    print(res.table(), file=sys.stderr)
+    return 0
 
 
 def _parse_options(items: list[str]) -> dict[str, object]:

@@ -16,10 +16,7 @@ computed by the training code itself (:func:`facelens.train.cache.to_records`) f
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import shlex
 import sys
 import time
 import zlib
@@ -30,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import DatasetError, FaceLensError, ModelError
+from ..errors import DatasetError, ModelError
 from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES, age_group_label, nearest_group
 from . import metrics as M
 from .metrics import Serializable
@@ -45,7 +42,6 @@ __all__ = [
     "evaluate_dataset",
     "model_ref",
     "pick_face",
-    "register",
     "select_split",
 ]
 
@@ -533,79 +529,3 @@ def _compute(
         else None
     )
     return out
-
-
-# --- command line -------------------------------------------------------------------------------------------
-
-
-def register(esub: argparse._SubParsersAction) -> None:
-    """Add ``facelens eval utkface|celeba|fgnet|fairface|adience|lfw`` and ``facelens eval peer``."""
-    helps = {
-        "utkface": "age MAE (by decade), age groups, 80% interval coverage, gender, ethnicity, fairness views",
-        "celeba": "40-attribute accuracy and ROC-AUC, gender (from the Male attribute)",
-        "fgnet": "age MAE by decade and age groups",
-        "fairface": "Adience-8 age groups from the FairFace age ranges, gender, ethnicity, fairness views",
-        "adience": "Adience-8 exact and 1-off age-group accuracy, gender",
-        "lfw": "no labels: detection rate and predicted gender distribution",
-    }
-    for name in DATASET_NAMES:
-        p = esub.add_parser(
-            name,
-            help=f"heads on {name}: {helps[name]}".replace("%", "%%"),
-            description=f"Runs the full pipeline (detect with padding, align, heads) on every image of a {name} "
-            f"split and prints JSON metrics: {helps[name]}. Reproduces the training split from --recipe.",
-        )
-        p.add_argument("--root", type=Path, required=True, help=f"{name} dataset folder (reader layout)")
-        p.add_argument(
-            "--split", choices=("val", "test", "all"), default=None,
-            help="which split (default: test for training datasets, val if test is empty; else all)",
-        )  # fmt: skip
-        p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
-        p.add_argument("--model", help="head model name or .onnx path (default: every installed model)")
-        p.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of N images")
-        p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
-        p.add_argument("--plots", type=Path, help="folder for PNG plots (default: beside -o FILE)")
-        p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
-        p.set_defaults(func=run_eval, eval_dataset=name)
-    from . import peer
-
-    peer.register(esub)
-
-
-def command_line(args: argparse.Namespace, split: str) -> str:
-    """The canonical ``facelens eval`` command that reproduces a run (stored in the JSON, quoted by the card)."""
-    parts = ["facelens", "eval", args.eval_dataset, "--root", str(args.root), "--split", split]
-    for flag, value in (("--recipe", args.recipe), ("--model", args.model), ("--limit", args.limit)):
-        if value is not None:
-            parts += [flag, str(value)]
-    if args.seed:
-        parts += ["--seed", str(args.seed)]
-    if args.output is not None:
-        parts += ["-o", str(args.output)]
-    return shlex.join(parts)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """Handler of ``facelens eval DATASET``: print the JSON report; 2 on a dataset or model error."""
-    plots = args.plots or (args.output.parent if args.output is not None else None)
-    prefix = args.output.stem if args.output is not None else None
-    try:
-        report = evaluate_dataset(
-            args.eval_dataset, args.root, split=args.split, recipe=args.recipe, model=args.model,
-            limit=args.limit, seed=args.seed, plots=plots, plot_prefix=prefix,
-            progress=sys.stderr.isatty() and not args.no_progress,
-        )  # fmt: skip
-    except FaceLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report = replace(report, command=command_line(args, report.split.split))
-    text = json.dumps(report.to_dict(), indent=2)
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
-    d = report.detection
-    if d.errors:
-        print(f"{d.errors} of {d.images} image(s) could not be analysed", file=sys.stderr)
-    return 1 if d.images and d.errors == d.images else 0

