@@ -87,6 +87,17 @@ def test_invalid_value_is_an_error(tmp_path: Path) -> None:
         load_config(write(tmp_path, MINIMAL), ["train.precision=fp16"])
 
 
+@pytest.mark.parametrize("monitor", ["score", "attr_acc", "age_mae", "loss", "utkface.gender_acc", "utkface.age_mae"])
+def test_monitor_names_a_validation_metric_of_the_recipe(tmp_path: Path, monitor: str) -> None:
+    assert load_config(write(tmp_path, MINIMAL), [f"train.monitor={monitor}"]).train.monitor == monitor
+
+
+@pytest.mark.parametrize("monitor", ["val_score", "gender", "utkface.score", "utkface.loss", "celeba.gender_acc"])
+def test_monitor_outside_the_recipes_metrics_is_refused(tmp_path: Path, monitor: str) -> None:
+    with pytest.raises(ConfigError, match=r"train.monitor .* is not a validation metric of this recipe.*\['utkface'\]"):
+        load_config(write(tmp_path, MINIMAL), [f"train.monitor={monitor}"])
+
+
 def test_overrides(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL), ["optim.lr=0.5", "train.max_minutes=30", "model.pretrained=false"])
     assert config.optim.lr == 0.5

@@ -11,8 +11,8 @@ import torch
 
 from facelens.errors import ModelError
 from facelens.train.batches import augment_batch, mixed_batches, prepare_batch
-from facelens.train.config import AugmentConfig, TrainConfig, load_config
-from facelens.train.engine import autocast, build_model, load_checkpoint, train
+from facelens.train.config import VAL_METRICS, AugmentConfig, ConfigError, TrainConfig, load_config
+from facelens.train.engine import autocast, build_model, load_checkpoint, monitored, train
 
 SIZE = 32  # the tiny cache's crop size (conftest.SIZE)
 
@@ -262,5 +262,33 @@ def test_validation_reports_every_metric_per_source_beside_the_pooled_ones(
     assert not {"utk.attr_acc", "celeba.race_acc", "utk.score", "celeba.loss"} & set(m)
     assert m["gender_acc"] == pytest.approx((m["utk.gender_acc"] + m["celeba.gender_acc"]) / 2)  # 3 rows each
     assert m["race_acc"] == m["utk.race_acc"] and m["attr_acc"] == m["celeba.attr_acc"]
+    assert {k for k in m if "." not in k} == set(VAL_METRICS)  # what train.monitor may name
     history = json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])
     assert "val_utk.gender_acc" in history
+
+
+def test_monitored_metric_is_signed_so_that_larger_is_better() -> None:
+    metrics = {"score": 2.0, "age_mae": 5.0, "utk.age_mae": 4.0, "utk.gender_acc": 0.9}
+    assert monitored(metrics, "score") == 2.0 and monitored(metrics, "utk.gender_acc") == 0.9
+    assert monitored(metrics, "age_mae") == -5.0 and monitored(metrics, "utk.age_mae") == -4.0
+    assert monitored({"gender_acc": 0.8, "score": 0.8}, "utk.gender_acc") == 0.8  # one source: pooled = its own
+    with pytest.raises(ConfigError, match=r"train.monitor 'utk.attr_acc' is not among this run's validation metrics"):
+        monitored(metrics, "utk.attr_acc")
+
+
+def test_monitor_picks_the_best_epoch_and_is_kept_on_resume(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path, monitor="utk.age_mae"), tmp_path / "run", optim={"epochs": 3})
+    result = train(config, progress=False, cache=tiny_cache)
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    maes = [h["val_utk.age_mae"] for h in history]
+    assert len(maes) == 3 and len(set(maes)) == 3  # the epochs differ, so the choice below means something
+    assert result.best_epoch == 1 + maes.index(min(maes))
+    assert result.best_metrics["utk.age_mae"] == min(maes)
+    ckpt = torch.load(result.last_checkpoint, weights_only=False)
+    assert ckpt["monitor"] == "utk.age_mae" and ckpt["best_score"] == -min(maes)
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, monitor="score"))
+    other = _with(other, tmp_path / "run", optim={"epochs": 4})
+    with pytest.raises(ConfigError, match="picked its best epoch by train.monitor='utk.age_mae'"):
+        train(other, resume=True, progress=False, cache=tiny_cache)

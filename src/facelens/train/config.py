@@ -32,6 +32,13 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 """Values of ``train.precision``: float32 throughout, or bfloat16 autocast for the forward pass and losses."""
 
 
+VAL_METRICS: tuple[str, ...] = ("age_mae", "gender_acc", "race_acc", "attr_acc", "male_acc", "loss", "score")
+"""Validation metrics of the training loop (:class:`facelens.train.losses.MetricAccumulator`), pooled over sources."""
+
+LOWER_IS_BETTER: frozenset[str] = frozenset({"age_mae", "loss"})
+"""Validation metrics where smaller is better; every other one is maximised."""
+
+
 class ConfigError(FaceLensError):
     """A training recipe is malformed: unknown key, wrong type, or an invalid value."""
 
@@ -233,6 +240,11 @@ class LoopConfig:
             ``python -m facelens.train.bench --precision fp32 bf16`` and a few real epochs before relying on it
             (on the 2-core dev VM the benchmark's ~1.2x did not show in the real loop).
         log_every: Update the progress bar's loss display every this many steps.
+        monitor: The validation metric that picks ``best.pt`` and drives ``patience``: ``"score"`` (the default,
+            see :class:`~facelens.train.losses.MetricAccumulator`), a pooled metric of :data:`VAL_METRICS`
+            (e.g. ``"attr_acc"``), or one source alone as ``"SOURCE.METRIC"`` with a dataset id of the recipe
+            (e.g. ``"utkface.gender_acc"``; pooled gender also counts CelebA's ``Male``). ``age_mae`` and ``loss``
+            are minimised, the others maximised.
 
     """
 
@@ -249,6 +261,7 @@ class LoopConfig:
     channels_last: bool = True
     precision: str = "fp32"
     log_every: int = 10
+    monitor: str = "score"
 
 
 @dataclass(frozen=True)
@@ -307,9 +320,21 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.train.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {list(PRECISIONS)}, not {self.train.precision!r}")
+        self._check_monitor()
         if self.model.frozen_blocks < 0:
             raise ConfigError(f"model.frozen_blocks must be >= 0, got {self.model.frozen_blocks}")
         return self
+
+    def _check_monitor(self) -> None:
+        source, _, metric = self.train.monitor.rpartition(".")
+        ids = [d.key for d in self.data.datasets]
+        per_source = [m for m in VAL_METRICS if m not in ("loss", "score")]
+        if (not source and metric in VAL_METRICS) or (source in ids and metric in per_source):
+            return
+        raise ConfigError(
+            f"train.monitor {self.train.monitor!r} is not a validation metric of this recipe: use one of "
+            f"{list(VAL_METRICS)} or SOURCE.METRIC with SOURCE in {ids} and METRIC in {per_source}"
+        )
 
 
 # --- (de)serialisation --------------------------------------------------------------------------------------

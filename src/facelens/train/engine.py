@@ -5,7 +5,7 @@ schedule, validating after every epoch. Output folder (``train.out_dir``):
 
 - ``config.yaml``: the resolved config (also embedded in every checkpoint).
 - ``last.pt``: model, optimizer, scheduler, epoch, best score, early-stopping counter; written every epoch.
-- ``best.pt``: a copy of the checkpoint with the best validation ``score`` (see
+- ``best.pt``: a copy of the checkpoint with the best validation ``score`` (or ``train.monitor``; see
   :class:`~facelens.train.losses.MetricAccumulator`).
 - ``history.jsonl``: one line of training and validation metrics per epoch.
 
@@ -38,7 +38,7 @@ from torch import nn
 from ..errors import ModelError
 from .batches import CacheBatches, augment_batch, mixed_batches, prepare_batch
 from .cache import build_cache, open_cache
-from .config import ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
+from .config import LOWER_IS_BETTER, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
 from .losses import MetricAccumulator, balanced_class_weights, multitask_loss
 from .models import (
     TASK_OUTPUTS,
@@ -58,7 +58,7 @@ class TrainResult:
     """The outcome of :func:`train`.
 
     Attributes:
-        best_checkpoint: ``best.pt`` (best validation score).
+        best_checkpoint: ``best.pt`` (best validation ``score``, or ``train.monitor``).
         last_checkpoint: ``last.pt`` (most recent epoch; resume from it).
         best_metrics: Validation metrics of the best epoch.
         best_epoch: That epoch (1-based).
@@ -325,6 +325,21 @@ def evaluate_rows(
     return metrics
 
 
+def monitored(metrics: dict[str, float], monitor: str) -> float:
+    """The value of ``train.monitor`` in one epoch's validation metrics, negated where lower is better.
+
+    Raises:
+        ConfigError: If the metrics hold no such value (e.g. no validation face carries its label).
+    """
+    name = monitor
+    if name not in metrics and not any("." in key for key in metrics):
+        name = monitor.rpartition(".")[2]  # a single validation source reports its metrics pooled only
+    if name not in metrics:
+        raise ConfigError(f"train.monitor {monitor!r} is not among this run's validation metrics {sorted(metrics)}")
+    value = metrics[name]
+    return -value if name.rpartition(".")[2] in LOWER_IS_BETTER else value
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -396,6 +411,11 @@ def train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("monitor", "score") != tc.monitor:
+            raise ConfigError(
+                f"{last_path} picked its best epoch by train.monitor={ckpt.get('monitor', 'score')!r}, not "
+                f"{tc.monitor!r}: resume with that value, or start a fresh run"
+            )
         first_epoch, best_score = ckpt["epoch"], ckpt["best_score"]
         best_epoch, bad_epochs, best_metrics = ckpt["best_epoch"], ckpt["bad_epochs"], ckpt["best_metrics"]
         if ckpt["planned_epochs"] < ckpt["config"]["optim"]["epochs"]:  # shortened to fit a time budget
@@ -448,9 +468,10 @@ def train(
         metrics = evaluate_rows(
             model, ds, val_rows, config, device, tc.fast_dev_run, progress, labels["dataset"][val_rows]
         )
-        improved = metrics["score"] > best_score
+        value = monitored(metrics, tc.monitor)
+        improved = value > best_score
         if improved:
-            best_score, best_epoch, best_metrics, bad_epochs = metrics["score"], epoch + 1, metrics, 0
+            best_score, best_epoch, best_metrics, bad_epochs = value, epoch + 1, metrics, 0
         else:
             bad_epochs += 1
         last = time.perf_counter() - t_epoch  # the latest epoch tracks the machine's current speed
@@ -473,6 +494,7 @@ def train(
             "config": config_to_dict(config),
             "metrics": metrics,
             "best_score": best_score,
+            "monitor": tc.monitor,
             "best_epoch": best_epoch,
             "best_metrics": best_metrics,
             "bad_epochs": bad_epochs,

@@ -126,8 +126,9 @@ class MetricAccumulator:
     Metrics (each only over the samples that carry the label): ``age_mae`` (years, expected value vs. the true
     age, not clamped), ``gender_acc``, ``race_acc``, ``attr_acc`` (mean over the 40 attributes of the accuracy
     at threshold 0.5), ``male_acc`` (the attribute head's ``Male`` output), and ``score``, the single number
-    used to pick the best checkpoint: ``gender_acc + race_acc + attr_acc - age_mae / 10`` over the metrics
-    present (higher is better; 1 year of age error weighs as much as 10 points of accuracy).
+    used to pick the best checkpoint (unless ``train.monitor`` names another metric): ``gender_acc + race_acc +
+    attr_acc - age_mae / 10`` over the metrics present (higher is better; 1 year of age error weighs as much as 10
+    points of accuracy).
     """
 
     sums: dict[str, float] = field(default_factory=dict)
