@@ -135,3 +135,31 @@ def test_card_shows_a_reproduction_beside_the_model(tiny_model: Path, eval_json:
     )
     assert args.func(args) == 0
     assert f"--reproduction {rep_file}" in out.read_text() and "| 17.50 |" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("split", "split_from", "n_test", "note"),
+    [
+        ("val", "recipe recipes/x.yaml", 0, "validation split (there are no test images of it here), held out"),
+        ("val", "defaults", 5, "utkface (val): the training loop's validation split, held out"),
+        ("val", "not in training data", 0, None),
+        ("test", "recipe recipes/x.yaml", 5, None),
+    ],
+)
+def test_card_says_when_a_report_is_the_loops_validation_split(
+    tiny_model: Path, eval_json: Path, tmp_path: Path, split: str, split_from: str, n_test: int, note: str | None
+) -> None:
+    report = json.loads(eval_json.read_text())
+    report["split"] |= {"split": split, "split_from": split_from, "n_test": n_test}
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(report))
+    parser = argparse.ArgumentParser()
+    card.register(parser.add_subparsers())
+    out = tmp_path / "card.md"
+    args = parser.parse_args(["model-card", str(tiny_model), "--eval", str(changed), "-o", str(out)])
+    assert args.func(args) == 0
+    text = out.read_text()
+    if note is None:
+        assert "used to keep the best epoch" not in text
+    else:
+        assert note in text and "used to keep the best epoch, so slightly optimistic" in text

@@ -329,6 +329,11 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
         " count only images where a face was found (see the detection rate).",
         "",
     ]
+    for e in evals:
+        if _get(e, "split", "split") == "val" and _in_training(e):
+            why = " (there are no test images of it here)" if _get(e, "split", "n_test") == 0 else ""
+            L += [f"{_title(e)}: the training loop's validation split{why}, held out from training but used to keep"
+                  " the best epoch, so slightly optimistic.", ""]  # fmt: skip
     stale = [_title(e) for e in evals if digest not in {m.get("sha256") for m in e.get("models", [])}]
     if stale:
         L += [f"**Warning:** these reports were not made with this model file: {', '.join(stale)}.", ""]
@@ -353,6 +358,12 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
                   "–" if a["auc"] is None else f"{a['auc']:.3f}") for a in per],
             )  # fmt: skip
     return L
+
+
+def _in_training(report: dict[str, Any]) -> bool:
+    """Whether the report's split was reproduced from a training recipe (so its images were a training source)."""
+    split_from = str(_get(report, "split", "split_from") or "")
+    return split_from == "defaults" or split_from.startswith("recipe")
 
 
 def _reproduction(reports: Sequence[dict[str, Any]], reproduction: Sequence[dict[str, Any]], digest: str) -> list[str]:
