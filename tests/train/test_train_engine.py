@@ -292,3 +292,17 @@ def test_monitor_picks_the_best_epoch_and_is_kept_on_resume(
     other = _with(other, tmp_path / "run", optim={"epochs": 4})
     with pytest.raises(ConfigError, match="picked its best epoch by train.monitor='utk.age_mae'"):
         train(other, resume=True, progress=False, cache=tiny_cache)
+
+
+def test_monitor_on_a_source_without_validation_rows_is_refused_before_training(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = make_config(tmp_path)
+    spec = dataclasses.replace(config.data.datasets[1], id="other")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, datasets=(*config.data.datasets, spec)))
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, monitor="other.attr_acc")).validate()
+    with pytest.raises(
+        ConfigError, match=r"'other.attr_acc': other has no validation rows \(those are \['celeba', 'utk'\]\)"
+    ):
+        train(config, progress=False, cache=tiny_cache)
+    assert not (tmp_path / "run" / "last.pt").exists()

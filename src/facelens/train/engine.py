@@ -388,6 +388,12 @@ def train(
     train_rows = {s.key: np.flatnonzero(is_train & (labels["dataset"] == s.key)) for s in config.data.datasets}
     weights = {s.key: s.weight for s in config.data.datasets}
     val_rows = np.flatnonzero(labels["split"] == "val")
+    val_sources = sorted(set(labels["dataset"][val_rows].tolist()))
+    monitor_source = tc.monitor.rpartition(".")[0]
+    if monitor_source and len(val_sources) > 1 and monitor_source not in val_sources:
+        raise ConfigError(
+            f"train.monitor {tc.monitor!r}: {monitor_source} has no validation rows (those are {val_sources})"
+        )
     n_train = sum(len(r) for r in train_rows.values())
     steps = max(1, math.ceil(n_train / oc.batch_size))
     if tc.fast_dev_run > 0:
