@@ -361,7 +361,7 @@ def _measured(evals: Sequence[dict[str, Any]], digest: str) -> list[str]:
 
 
 def _in_training(report: dict[str, Any]) -> bool:
-    """Whether the report's split was reproduced from a training recipe (so its images were a training source)."""
+    """Whether the report's split came from a training recipe (or the defaults that assume one): a training source."""
     split_from = str(_get(report, "split", "split_from") or "")
     return split_from == "defaults" or split_from.startswith("recipe")
 
