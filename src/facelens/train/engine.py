@@ -390,7 +390,7 @@ def train(
     val_rows = np.flatnonzero(labels["split"] == "val")
     val_sources = sorted(set(labels["dataset"][val_rows].tolist()))
     monitor_source = tc.monitor.rpartition(".")[0]
-    if monitor_source and len(val_sources) > 1 and monitor_source not in val_sources:
+    if monitor_source and monitor_source not in val_sources:  # else monitored() could read another source's value
         raise ConfigError(
             f"train.monitor {tc.monitor!r}: {monitor_source} has no validation rows (those are {val_sources})"
         )
