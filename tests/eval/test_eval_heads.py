@@ -208,3 +208,51 @@ def test_shared_utkface_default_split_and_label_only_adience() -> None:
     samples, _ = heads.select_split("adience", SHARED / "adience", None, None)
     with pytest.raises(DatasetError, match="labels only"):
         heads._check_images("adience", SHARED / "adience", samples)
+
+
+def test_predictions_csv_one_row_per_image(utk_root: Path, analyzer, tmp_path: Path) -> None:  # noqa: ANN001
+    import csv
+
+    from facelens.eval.predictions import csv_columns
+
+    out = tmp_path / "sub" / "pred.csv"
+    rep = heads.evaluate_dataset("utkface", utk_root, split="all", analyzer=analyzer, predictions=out)
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == csv_columns(True)  # the model answers attributes, UTKFace has no labels for them
+    assert all(r["true_Young"] == "" for r in rows)
+    assert len(rows) == rep.detection.images == 6
+    found = [r for r in rows if r["face_found"] == "1"]
+    assert len(found) == rep.detection.with_face == 4
+    failed = [r for r in rows if r["error"]]
+    assert len(failed) == 1 and "40_1_4" in failed[0]["path"] and not failed[0]["age"]
+    # the tiny model: female (softmax of -1, 1), asian, age distribution centred on 30
+    for r in found:
+        assert (r["gender"], r["race"]) == ("female", "asian")
+        assert float(r["p_female"]) == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-4)
+        assert float(r["age"]) == pytest.approx(30.0, abs=0.01)
+        assert float(r["age_low"]) < 30.0 < float(r["age_high"])
+        assert float(r["5_o_Clock_Shadow"]) > 0.5 > float(r["Young"])  # even attributes yes, odd ones no
+    # labels from the file names; the mean error over the found rows is the report's MAE
+    errs = [abs(float(r["age"]) - float(r["true_age"])) for r in found]
+    assert np.mean(errs) == pytest.approx(rep.age.mae, abs=1e-3)
+    assert {r["true_gender"] for r in rows} <= {"male", "female"}
+
+
+def test_predictions_csv_has_attribute_columns_for_celeba(tmp_path: Path, analyzer, capsys) -> None:  # noqa: ANN001
+    import csv
+
+    from facelens.cli import main
+
+    root, out = _celeba(tmp_path / "celeba"), tmp_path / "celeba.csv"
+    assert (
+        main(["eval", "celeba", "--root", str(root), "--predictions", str(out), "--model", str(analyzer.heads[0].path)])
+        == 0
+    )
+    capsys.readouterr()
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert float(rows[0]["5_o_Clock_Shadow"]) > 0.5 > float(rows[0]["Arched_Eyebrows"])
+    assert [r["true_Arched_Eyebrows"] for r in rows] == ["1", "0"]
+    assert rows[0]["true_gender"] == "male" and rows[0]["gender"] == "female" and rows[0]["true_race"] == ""

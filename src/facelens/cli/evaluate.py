@@ -94,6 +94,10 @@ def _register_head_evals(esub: argparse._SubParsersAction) -> None:
         )  # fmt: skip
         _add_split_options(p, "head")
         p.add_argument("--plots", type=Path, help="folder for PNG plots (default: beside -o FILE)")
+        p.add_argument(
+            "--predictions", type=Path, metavar="FILE.csv",
+            help="also write one CSV row per image: labels, face found or error, every answer and its probabilities",
+        )  # fmt: skip
         p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
         p.set_defaults(func=run_head_eval, eval_dataset=name)
     p = esub.add_parser(
@@ -143,7 +147,7 @@ def run_head_eval(args: argparse.Namespace) -> int:
         report = evaluate_dataset(
             args.eval_dataset, args.root, split=args.split, recipe=args.recipe, model=args.model,
             limit=args.limit, seed=args.seed, plots=plots, plot_prefix=prefix,
-            progress=sys.stderr.isatty() and not args.no_progress,
+            progress=sys.stderr.isatty() and not args.no_progress, predictions=args.predictions,
         )  # fmt: skip
     except FaceLensError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ from ..errors import DatasetError, ModelError
 from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES, age_group_label, nearest_group
 from . import metrics as M
 from .metrics import Serializable
+from .predictions import ImagePredictions
 
 __all__ = [
     "DATASET_NAMES",
@@ -340,6 +341,7 @@ def evaluate_dataset(
     progress: bool = False,
     command: str = "",
     analyzer: Any = None,
+    predictions: str | Path | None = None,
 ) -> EvalReport:
     """Run the full pipeline on a dataset split and measure every head the labels allow.
 
@@ -357,6 +359,8 @@ def evaluate_dataset(
         progress: Show a tqdm progress bar.
         command: The command line to record in the report.
         analyzer: A ready :class:`facelens.pipeline.FaceAnalyzer` (overrides ``model``; for tests).
+        predictions: Also write one CSV row per image here (labels, answers, probabilities; see
+            :mod:`facelens.eval.predictions`).
 
     Returns:
         The report.
@@ -393,15 +397,11 @@ def evaluate_dataset(
         notes.append(f"no head answers: {', '.join(missing_tasks)}")
 
     n = len(samples)
-    found = np.zeros(n, bool)
-    age_p, lo_p, hi_p = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    gender_p, race_p = np.full(n, -1), np.full(n, -1)
-    attr_p = np.full((n, len(CELEBA_ATTRIBUTES)), np.nan)
+    preds = ImagePredictions.empty(n)
     no_face: list[str] = []
     errors: list[str] = []
     multi = 0
     t_run = 0.0
-    coverage = 0.8
     warm_up(analyzer)
     t0 = time.perf_counter()
     for i, s in enumerate(progress_bar(samples, progress, dataset)):
@@ -411,6 +411,7 @@ def evaluate_dataset(
             result = analyzer.analyze_array(image, path=str(s.path))
             t_run += time.perf_counter() - t1
         except Exception as exc:  # noqa: BLE001 - a bad image is counted, never fatal
+            preds.fail(i, f"{type(exc).__name__}: {exc}")
             errors.append(f"{s.path}: {type(exc).__name__}: {exc}")
             continue
         face = pick_face(result)
@@ -418,21 +419,19 @@ def evaluate_dataset(
             no_face.append(str(s.path))
             continue
         multi += len(result.faces) > 1
-        found[i] = True
-        if face.age is not None:
-            age_p[i], (lo_p[i], hi_p[i]), coverage = face.age.years, face.age.interval, face.age.coverage
-        if face.gender is not None:
-            gender_p[i] = GENDERS.index(face.gender.label)
-        if face.race is not None:
-            race_p[i] = RACES.index(face.race.label)
-        if face.attributes is not None:
-            attr_p[i] = [face.attributes.get(a, np.nan) for a in CELEBA_ATTRIBUTES]
+        preds.record(i, face)
     seconds = time.perf_counter() - t0
 
     detection = DetectionStats(
-        n, int(found.sum()), len(no_face), len(errors), multi, tuple(no_face[:_EXAMPLES]), tuple(errors[:_EXAMPLES])
+        n,
+        int(preds.found.sum()),
+        len(no_face),
+        len(errors),
+        multi,
+        tuple(no_face[:_EXAMPLES]),
+        tuple(errors[:_EXAMPLES]),
     )
-    computed = _compute(samples, found, age_p, lo_p, hi_p, gender_p, race_p, attr_p, coverage)
+    computed = _compute(samples, preds)
     read = n - len(errors)
     report = EvalReport(
         dataset=dataset,
@@ -454,9 +453,11 @@ def evaluate_dataset(
 
         prefix = plot_prefix or f"{dataset}_{info.split}"
         age_t = _labels(samples, "age")
-        ok = found & ~np.isnan(age_t) & ~np.isnan(age_p) & np.array([s.age_range is None for s in samples])
-        written = write_plots(report, Path(plots), prefix, age_t[ok], age_p[ok])
+        ok = preds.found & ~np.isnan(age_t) & ~np.isnan(preds.age) & np.array([s.age_range is None for s in samples])
+        written = write_plots(report, Path(plots), prefix, age_t[ok], preds.age[ok])
         report = replace(report, plots=tuple(str(p) for p in written))
+    if predictions is not None:
+        preds.write_csv(predictions, samples)
     return report
 
 
@@ -465,18 +466,10 @@ def _labels(samples: Sequence[Any], field: str) -> np.ndarray:
     return np.array([np.nan if getattr(s, field) is None else float(getattr(s, field)) for s in samples])
 
 
-def _compute(
-    samples: Sequence[Any],
-    found: np.ndarray,
-    age_p: np.ndarray,
-    lo_p: np.ndarray,
-    hi_p: np.ndarray,
-    gender_p: np.ndarray,
-    race_p: np.ndarray,
-    attr_p: np.ndarray,
-    coverage: float,
-) -> dict[str, Any]:
+def _compute(samples: Sequence[Any], preds: ImagePredictions) -> dict[str, Any]:
     """Every metric the labels and predictions allow, as EvalReport keyword arguments."""
+    found, age_p, lo_p, hi_p, coverage = preds.found, preds.age, preds.age_low, preds.age_high, preds.coverage
+    gender_p, race_p, attr_p = preds.gender, preds.race, preds.attributes
     age_t, gender_t, race_t = _labels(samples, "age"), _labels(samples, "gender"), _labels(samples, "race")
     exact = np.array([s.age_range is None for s in samples], bool)
     has_age = found & ~np.isnan(age_t) & ~np.isnan(age_p)
