@@ -306,3 +306,49 @@ def test_monitor_on_a_source_without_validation_rows_is_refused_before_training(
     ):
         train(config, progress=False, cache=tiny_cache)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_weight_ema_copies_first_then_averages() -> None:
+    from facelens.train.ema import WeightEMA
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(net, 0.75)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+    net.train()(torch.randn(4, 3))  # moves the BatchNorm statistics and its step counter
+    ema.update(net)
+    assert torch.equal(ema.module[0].weight, net[0].weight) and ema.updates == 1  # the first update copies
+    assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
+    with torch.no_grad():
+        net[0].weight.fill_(3.0)
+    net(torch.randn(4, 3))
+    ema.update(net)
+    assert torch.allclose(ema.module[0].weight, torch.full((2, 3), 0.75 * 1.0 + 0.25 * 3.0))
+    assert ema.module[1].num_batches_tracked.item() == 2  # integer buffers are copied, not averaged
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(net, 1.0)
+
+
+def test_ema_weights_are_validated_saved_and_resumed(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(
+        make_config(tmp_path), tmp_path / "run", optim={"epochs": 2, "ema_decay": 0.5}, model={"arch": "lenet5"}
+    )
+    result = train(config, progress=False, cache=tiny_cache)
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert {"val_score", "val_raw_score", "val_raw_utk.age_mae"} <= set(history[0])
+    ckpt = torch.load(result.last_checkpoint, weights_only=False)
+    steps = history[0]["train_steps"] + history[1]["train_steps"]
+    assert ckpt["ema_updates"] == steps and ckpt["train_model"] is not None
+    diff = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.equal(v, ckpt["train_model"][k])]
+    assert diff  # the saved (and exported) weights are the average, not the raw ones
+    model, _, _ = load_checkpoint(result.last_checkpoint)
+    assert torch.equal(model.state_dict()[diff[0]], ckpt["model"][diff[0]])
+    longer = _with(config, tmp_path / "run", optim={"epochs": 3, "ema_decay": 0.5})
+    assert train(longer, resume=True, progress=False, cache=tiny_cache).epochs_run == 3
+    assert torch.load(result.last_checkpoint, weights_only=False)["ema_updates"] > steps
+    plain = _with(config, tmp_path / "run", optim={"epochs": 4, "ema_decay": 0.0})
+    with pytest.raises(ConfigError, match=r"trained with a weight average \(optim.ema_decay=0.5\)"):
+        train(plain, resume=True, progress=False, cache=tiny_cache)

@@ -171,6 +171,10 @@ class OptimConfig:
         balance_classes: Tasks (``"gender"``, ``"race"``) whose cross-entropy weights each class by the inverse
             of its frequency among the labelled training rows (weights averaging 1), so rare classes count as
             much as common ones. Empty: unweighted.
+        ema_decay: Keep an exponential moving average of the weights (parameters and BatchNorm statistics,
+            updated after every step with this decay, e.g. 0.999; ``torch.optim.swa_utils.AveragedModel``). The
+            average is what is validated, selected, saved as ``model`` in the checkpoints and exported; the raw
+            weights are validated too (``val_raw_*`` in the history). 0 (default): off.
 
     """
 
@@ -189,6 +193,7 @@ class OptimConfig:
     age_l1_weight: float = 0.1
     grad_clip: float = 5.0
     balance_classes: tuple[str, ...] = ()
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,8 @@ class TrainConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
+        if not 0.0 <= self.optim.ema_decay < 1.0:
+            raise ConfigError(f"optim.ema_decay must be in [0, 1) (0 = off), got {self.optim.ema_decay}")
         if self.train.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {list(PRECISIONS)}, not {self.train.precision!r}")
         self._check_monitor()

@@ -4,7 +4,9 @@
 schedule, validating after every epoch. Output folder (``train.out_dir``):
 
 - ``config.yaml``: the resolved config (also embedded in every checkpoint).
-- ``last.pt``: model, optimizer, scheduler, epoch, best score, early-stopping counter; written every epoch.
+- ``last.pt``: model, optimizer, scheduler, epoch, best score, early-stopping counter; written every epoch. With
+  ``optim.ema_decay``, ``model`` is the moving average of the weights (:mod:`facelens.train.ema`; what is validated
+  and exported) and ``train_model`` the raw weights the optimiser steps.
 - ``best.pt``: a copy of the checkpoint with the best validation ``score`` (or ``train.monitor``; see
   :class:`~facelens.train.losses.MetricAccumulator`).
 - ``history.jsonl``: one line of training and validation metrics per epoch.
@@ -39,6 +41,7 @@ from ..errors import ModelError
 from .batches import CacheBatches, augment_batch, mixed_batches, prepare_batch
 from .cache import build_cache, open_cache
 from .config import LOWER_IS_BETTER, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
+from .ema import WeightEMA
 from .losses import MetricAccumulator, balanced_class_weights, multitask_loss
 from .models import (
     TASK_OUTPUTS,
@@ -408,13 +411,21 @@ def train(
     torch.manual_seed(tc.seed)
     fmt = _memory_format(config)
     model = build_model(config).to(device, memory_format=fmt)
+    ema = WeightEMA(model, oc.ema_decay) if oc.ema_decay > 0 else None
     optimizer = make_optimizer(model, oc.lr, oc.weight_decay)
     scheduler = make_scheduler(optimizer, config, steps)
     first_epoch, best_score, best_epoch, bad_epochs, planned = 0, -math.inf, 0, 0, oc.epochs
     best_metrics: dict[str, float] = {}
     if resume and last_path.is_file():
         ckpt = torch.load(last_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
+        if (ckpt.get("train_model") is None) != (ema is None):
+            raise ConfigError(
+                f"{last_path} was trained {'without' if ema is not None else 'with'} a weight average "
+                f"(optim.ema_decay={ckpt['config']['optim'].get('ema_decay', 0.0)}): resume with that value"
+            )
+        model.load_state_dict(ckpt["model"] if ema is None else ckpt["train_model"])
+        if ema is not None:
+            ema.load(ckpt["model"], ckpt["ema_updates"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("monitor", "score") != tc.monitor:
@@ -463,6 +474,8 @@ def train(
                 nn.utils.clip_grad_norm_(model.parameters(), oc.grad_clip)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update(model)
             run_loss, seen = run_loss + loss.item(), seen + 1
             if step % tc.log_every == 0:
                 bar.set_postfix(loss=f"{run_loss / seen:.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
@@ -471,9 +484,14 @@ def train(
                 break
         bar.close()
         train_seconds = time.perf_counter() - t_epoch
+        val_sources_of_rows = labels["dataset"][val_rows]
         metrics = evaluate_rows(
-            model, ds, val_rows, config, device, tc.fast_dev_run, progress, labels["dataset"][val_rows]
-        )
+            model if ema is None else ema.module, ds, val_rows, config, device, tc.fast_dev_run, progress,
+            val_sources_of_rows,
+        )  # fmt: skip
+        raw = {} if ema is None else evaluate_rows(
+            model, ds, val_rows, config, device, tc.fast_dev_run, progress, val_sources_of_rows
+        )  # fmt: skip
         value = monitored(metrics, tc.monitor)
         improved = value > best_score
         if improved:
@@ -492,7 +510,9 @@ def train(
                     "load on the machine costs epochs; train.fit_to_budget=false keeps the planned ones)"
                 )
         payload = {
-            "model": model.state_dict(),
+            "model": model.state_dict() if ema is None else ema.state_dict(),
+            "train_model": None if ema is None else model.state_dict(),
+            "ema_updates": 0 if ema is None else ema.updates,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "epoch": epoch + 1,
@@ -518,6 +538,7 @@ def train(
             "train_seconds": round(train_seconds, 1),
             "lr": scheduler.get_last_lr()[0],
             **{f"val_{k}": v for k, v in metrics.items()},
+            **{f"val_raw_{k}": v for k, v in raw.items()},
         }
         with open(out / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
