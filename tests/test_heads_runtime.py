@@ -119,6 +119,88 @@ def test_malformed_metadata(
     assert isinstance(ei.value, FaceLensError)
 
 
+def _outputs(**changes: object) -> str:
+    """The tiny model's outputs as metadata JSON, with ``changes`` (output name -> dict of fields) applied."""
+    outs = [
+        {"name": "age_probs", "task": "age", "labels": []},
+        {"name": "gender_probs", "task": "gender", "labels": list(GENDERS)},
+        {"name": "race_probs", "task": "race", "labels": list(RACES)},
+        {"name": "attr_probs", "task": "attributes", "labels": list(CELEBA_ATTRIBUTES)},
+    ]
+    return json.dumps([{**o, **changes.get(o["name"], {})} for o in outs])  # type: ignore[dict-item]
+
+
+def _input(**changes: object) -> str:
+    return json.dumps({"name": "input", "size": 16, "mean": [0.5] * 3, "std": [0.25] * 3, **changes})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("facelens.input", _input(mean=[0.5]), "one value per RGB channel"),
+        ("facelens.input", _input(std=[0.25, 0.0, 0.25]), "std positive"),
+        ("facelens.input", _input(size=0), "at least 1 pixel"),
+        ("facelens.outputs", "[]", "no outputs"),
+        (
+            "facelens.outputs",
+            _outputs(gender_probs={"labels": []}),
+            r"\(gender\) must be labelled \['male', 'female'\]",
+        ),
+        ("facelens.outputs", _outputs(race_probs={"labels": ["a", "b", "c", "d", "e"]}), "must be labelled"),
+        ("facelens.outputs", _outputs(attr_probs={"labels": ["Smiling", "Smiling"]}), "one distinct label"),
+        ("facelens.outputs", _outputs(attr_probs={"task": "race", "labels": list(RACES)}), "more than one output"),
+        ("facelens.age", "[1, 2]", "malformed"),
+        ("facelens.outputs", json.dumps({"name": "x"}), "malformed"),
+        ("facelens.test_time_flip", "True", "must be 'true' or 'false'"),
+        ("facelens.metrics", "{}", "no measured metric"),
+        ("facelens.metrics", "[0.9]", "no measured metric"),
+    ],
+)
+def test_unusable_metadata_values_are_refused_when_read(
+    tiny_metadata_factory: Callable[..., ModelMetadata], key: str, value: str, match: str
+) -> None:
+    props = tiny_metadata_factory().to_props()
+    props[key] = value
+    with pytest.raises(ModelError, match=match):
+        ModelMetadata.from_props(props, source="x.onnx")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("facelens.input", _input(name="pixels"), r"no input named 'pixels' \(the graph's: \['input'\]\)"),
+        (
+            "facelens.input",
+            _input(size=17),
+            r"input 'input' has shape \['N', 3, 16, 16\], not \[batch, 3, 17, 17\]",
+        ),
+        ("facelens.outputs", _outputs(race_probs={"name": "ethnicity"}), "no output named 'ethnicity'"),
+        (
+            "facelens.outputs",
+            _outputs(attr_probs={"labels": list(CELEBA_ATTRIBUTES[:39])}),
+            "40 values per face but 39",
+        ),
+    ],
+)
+def test_metadata_that_does_not_match_the_graph_is_refused_before_the_first_image(
+    tmp_path: Path,
+    tiny_model_builder: Builder,
+    tiny_metadata_factory: Callable[..., ModelMetadata],
+    key: str,
+    value: str,
+    match: str,
+) -> None:
+    props = tiny_metadata_factory().to_props()
+    assert json.loads(props["facelens.input"])["size"] == 16  # the tiny graph's input side
+    props[key] = value
+    ModelMetadata.from_props(props)  # well-formed on its own
+    p = tiny_model_builder(tmp_path / "mismatch.onnx", props=props)
+    with pytest.raises(ModelError, match=match):
+        read_metadata(p)
+    with pytest.raises(ModelError, match="does not match the ONNX graph"):
+        HeadModel(p)
+
+
 def test_bad_alignment_template_refused(
     tmp_path: Path, tiny_model_builder: Builder, tiny_metadata_factory: Callable[..., ModelMetadata]
 ) -> None:
@@ -281,7 +363,14 @@ def test_registry_order_and_bad_files(
     (second / "d.onnx").write_bytes(b"junk")
     (second / "notes.txt").write_text("ignored")
     monkeypatch.setenv("FACELENS_MODEL_PATH", os.pathsep.join([str(first), str(tmp_path / "missing"), str(second)]))
-    models = list_models()
+    with pytest.warns(UserWarning) as caught:
+        models = list_models()
+    messages = sorted(str(w.message) for w in caught)
+    assert (
+        len(messages) == 2
+        and "c.onnx is not a facelens model" in messages[0]
+        and "d.onnx: not a loadable" in messages[1]
+    )
     assert [(m.name, m.path) for m in models] == [
         ("shared-name", first / "a.onnx"),  # first folder wins
         ("only-second", second / "b.onnx"),

@@ -2,23 +2,28 @@
 
 Stored as ONNX ``metadata_props`` (string key -> string value). Keys are prefixed ``facelens.``; structured values
 are JSON. :meth:`ModelMetadata.from_props` refuses a model without the required keys, with a message that names
-what is missing. The training code writes it with :meth:`ModelMetadata.to_props` at export time.
+what is missing, and one whose values cannot be used (three positive ``std`` values, labels for every class
+output, at least one measured metric...); :func:`facelens.heads.runtime.read_metadata` also checks them against the
+graph's own inputs and outputs. The training code writes it with :meth:`ModelMetadata.to_props` at export time.
 
 Outputs are probabilities (softmax / sigmoid are part of the exported graph). Each output has a ``task``:
 
 - ``age``: ``(N, K)`` distribution over integer years ``age_min .. age_min + K - 1``.
-- ``gender``: ``(N, 2)`` softmax over :data:`facelens.labels.GENDERS`.
-- ``race``: ``(N, 5)`` softmax over :data:`facelens.labels.RACES`.
-- ``attributes``: ``(N, 40)`` independent sigmoids over :data:`facelens.labels.CELEBA_ATTRIBUTES`.
+- ``gender``: ``(N, 2)`` softmax over :data:`facelens.labels.GENDERS` (labels: those two, in output order).
+- ``race``: ``(N, 5)`` softmax over :data:`facelens.labels.RACES` (labels: those five, in output order).
+- ``attributes``: ``(N, K)`` independent sigmoids, one per label (the shipped model: the 40
+  :data:`facelens.labels.CELEBA_ATTRIBUTES`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ModelError
+from ..labels import GENDERS, RACES
 
 SCHEMA_VERSION = "1"
 TASKS = ("age", "gender", "race", "attributes")
@@ -28,7 +33,10 @@ REQUIRED_KEYS = (
     "facelens.input",
     "facelens.alignment",
     "facelens.outputs",
+    "facelens.metrics",
 )
+CLASS_LABELS: dict[str, tuple[str, ...]] = {"gender": GENDERS, "race": RACES}
+"""The labels (in any order) a gender or race output must carry."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +149,15 @@ class ModelMetadata:
             )
         if props["facelens.schema"] != SCHEMA_VERSION:
             raise ModelError(f"{source}: metadata schema {props['facelens.schema']!r} is not supported")
+        flip = props.get("facelens.test_time_flip", "false")
+        if flip not in ("true", "false"):
+            raise ModelError(f"{source}: facelens.test_time_flip must be 'true' or 'false', not {flip!r}")
         try:
             inp = json.loads(props["facelens.input"])
             outs = json.loads(props["facelens.outputs"])
             age = json.loads(props.get("facelens.age", "{}"))
+            if not (isinstance(inp, dict) and isinstance(outs, list) and isinstance(age, dict)):
+                raise TypeError("facelens.input and facelens.age must be JSON objects, facelens.outputs a list")
             outputs = tuple(OutputSpec(o["name"], o["task"], tuple(o.get("labels", ()))) for o in outs)
             meta = cls(
                 name=props["facelens.name"],
@@ -163,20 +176,45 @@ class ModelMetadata:
                 age_groups=age.get("groups", {}),
                 interval_coverage=float(age.get("interval_coverage", 0.8)),
                 interval_mass=None if age.get("interval_mass") is None else float(age["interval_mass"]),
-                test_time_flip=props.get("facelens.test_time_flip", "false") == "true",
+                test_time_flip=flip == "true",
                 license=props.get("facelens.license", ""),
                 description=props.get("facelens.description", ""),
                 metrics=json.loads(props.get("facelens.metrics", "{}")),
                 extra={k[len("facelens.extra.") :]: v for k, v in props.items() if k.startswith("facelens.extra.")},
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{source}: malformed facelens metadata ({exc})") from exc
-        unknown = [o.task for o in outputs if o.task not in TASKS]
-        if unknown:
-            raise ModelError(f"{source}: unknown output task(s) {unknown}; known: {TASKS}")
-        if meta.input.layout != "NCHW" or meta.input.color != "RGB":
-            raise ModelError(f"{source}: only NCHW RGB inputs are supported")
-        for key, value in (("interval_coverage", meta.interval_coverage), ("interval_mass", meta.interval_mass)):
-            if value is not None and not 0 < value < 1:
-                raise ModelError(f"{source}: age {key} must lie between 0 and 1, not {value}")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: malformed facelens metadata ({type(exc).__name__}: {exc})") from exc
+        if problem := meta.problem():
+            raise ModelError(f"{source}: {problem}")
         return meta
+
+    def problem(self) -> str | None:
+        """What makes this metadata unusable by the runtime, or None when nothing does."""
+        inp, tasks = self.input, [o.task for o in self.outputs]
+        if inp.layout != "NCHW" or inp.color != "RGB":
+            return "only NCHW RGB inputs are supported"
+        if inp.size < 1:
+            return f"input size must be at least 1 pixel, not {inp.size}"
+        if len(inp.mean) != 3 or len(inp.std) != 3:
+            return f"input mean and std need one value per RGB channel, got {list(inp.mean)} and {list(inp.std)}"
+        if not all(math.isfinite(v) for v in inp.mean) or not all(math.isfinite(v) and v > 0 for v in inp.std):
+            return f"input mean must be finite and std positive, got {list(inp.mean)} and {list(inp.std)}"
+        if not self.outputs:
+            return "no outputs: a head model answers at least one task"
+        if unknown := [t for t in tasks if t not in TASKS]:
+            return f"unknown output task(s) {unknown}; known: {TASKS}"
+        if dup := sorted({t for t in tasks if tasks.count(t) > 1}):
+            return f"more than one output answers {dup}"
+        for o in self.outputs:
+            if o.task in CLASS_LABELS and sorted(o.labels) != sorted(CLASS_LABELS[o.task]):
+                return (
+                    f"output {o.name!r} ({o.task}) must be labelled {list(CLASS_LABELS[o.task])}, not {list(o.labels)}"
+                )
+            if o.task == "attributes" and (not o.labels or len(set(o.labels)) != len(o.labels)):
+                return f"output {o.name!r} (attributes) needs one distinct label per attribute, got {list(o.labels)}"
+        for key, value in (("interval_coverage", self.interval_coverage), ("interval_mass", self.interval_mass)):
+            if value is not None and not 0 < value < 1:
+                return f"age {key} must lie between 0 and 1, not {value}"
+        if not isinstance(self.metrics, dict) or not self.metrics:
+            return "facelens.metrics holds no measured metric (a shipped model carries its validation numbers)"
+        return None

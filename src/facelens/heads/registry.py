@@ -11,6 +11,7 @@ Nothing is loaded until asked for; listing reads only metadata.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def list_models(strict: bool = False) -> list[ModelInfo]:
     """All installed models, in search order, without duplicates by name.
 
     Args:
-        strict: Raise on an ONNX file without valid facelens metadata instead of skipping it.
+        strict: Raise on an ONNX file without valid facelens metadata instead of skipping it with a warning.
 
     """
     seen: set[str] = set()
@@ -56,9 +57,10 @@ def list_models(strict: bool = False) -> list[ModelInfo]:
         for f in sorted(d.glob("*.onnx")):
             try:
                 meta = read_metadata(f)
-            except ModelError:
+            except ModelError as exc:
                 if strict:
                     raise
+                warnings.warn(f"facelens: skipping {exc}", stacklevel=2)
                 continue
             if meta.name not in seen:
                 seen.add(meta.name)

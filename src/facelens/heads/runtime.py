@@ -19,10 +19,12 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     """Read and validate the facelens metadata of an ONNX file.
 
     Uses an ONNX Runtime session with graph optimisation off (about 8 ms for the shipped 9 MB model), so that a
-    file ONNX Runtime cannot load is refused here, not at the first image.
+    file ONNX Runtime cannot load, or whose metadata names inputs, outputs or label counts the graph does not
+    have, is refused here, not at the first image.
 
     Raises:
-        ModelError: If the file is missing, unreadable, or lacks facelens metadata.
+        ModelError: If the file is missing, unreadable, lacks facelens metadata, or its metadata does not match
+            the graph.
 
     """
     import onnxruntime as ort
@@ -36,7 +38,28 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelError(f"{p}: not a loadable ONNX model ({exc})") from exc
-    return ModelMetadata.from_props(dict(sess.get_modelmeta().custom_metadata_map), source=str(p))
+    meta = ModelMetadata.from_props(dict(sess.get_modelmeta().custom_metadata_map), source=str(p))
+    if problem := _graph_mismatch(meta, {i.name: i.shape for i in sess.get_inputs()}, sess.get_outputs()):
+        raise ModelError(f"{p}: the metadata does not match the ONNX graph: {problem}")
+    return meta
+
+
+def _graph_mismatch(meta: ModelMetadata, inputs: dict[str, list], outputs: list) -> str | None:
+    """How the metadata disagrees with the graph's inputs and outputs (static sizes only), or None."""
+    shape = inputs.get(meta.input.name)
+    if shape is None:
+        return f"no input named {meta.input.name!r} (the graph's: {sorted(inputs)})"
+    want = [3, meta.input.size, meta.input.size]
+    if len(shape) != 4 or any(isinstance(d, int) and d != w for d, w in zip(shape[1:], want, strict=True)):
+        return f"input {meta.input.name!r} has shape {shape}, not [batch, {', '.join(map(str, want))}]"
+    graph = {o.name: o.shape for o in outputs}
+    for o in meta.outputs:
+        if o.name not in graph:
+            return f"no output named {o.name!r} (the graph's: {sorted(graph)})"
+        width = graph[o.name][-1] if graph[o.name] else None
+        if o.labels and isinstance(width, int) and width != len(o.labels):
+            return f"output {o.name!r} has {width} values per face but {len(o.labels)} labels"
+    return None
 
 
 @dataclass(frozen=True)
