@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facelens.errors import FaceLensError, ImageTooLarge, UnreadableImage, UnsupportedInput
 from facelens.io import DEFAULT_MAX_PIXELS, describe, expand_inputs, is_video, load_image
@@ -208,6 +208,26 @@ def test_exif_orientation_from_bytes_and_pil(tmp_path: Path) -> None:
     data = _encode(Image.fromarray(PATTERN), "JPEG", exif=exif)
     assert load_image(data).shape == (W, H, 3)
     assert load_image(Image.open(io.BytesIO(data))).shape == (W, H, 3)
+
+
+def _corrupt_exif_jpeg() -> bytes:
+    """A JPEG whose EXIF block says "rotate" but has one tag with an impossible type (Pillow raises struct.error)."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "Canon"
+    raw = exif.tobytes()
+    bad = raw.replace(b"\x01\x0f\x00\x02", b"\x01\x50\x00\x02", 1)
+    assert bad != raw
+    return _encode(Image.fromarray(PATTERN), "JPEG", exif=bad)
+
+
+def test_corrupt_exif_keeps_the_stored_orientation_instead_of_failing(tmp_path: Path) -> None:
+    data = _corrupt_exif_jpeg()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - what Pillow itself does with it
+        ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    p = tmp_path / "badexif.jpg"
+    p.write_bytes(data)
+    for source in (data, p, Image.open(io.BytesIO(data))):
+        _check_rgb(load_image(source))  # read, in the stored orientation
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import facelens
-from facelens.errors import FaceLensError, ImageTooLarge, ModelError
+from facelens.errors import FaceLensError, ImageTooLarge, InvalidSettings, ModelError
 from facelens.labels import CELEBA_ATTRIBUTES, GENDERS, RACES
 from facelens.pipeline import AnalyzerConfig, FaceAnalyzer
 from facelens.types import Age, Face, ImageResult, Label
@@ -157,6 +158,46 @@ def test_config_filters(no_models_env: Path, astronaut_rgb: np.ndarray) -> None:
         FaceAnalyzer(AnalyzerConfig(), max_faces=1)  # type: ignore[arg-type]
     with pytest.raises(FaceLensError, match="unknown detector"):
         FaceAnalyzer(detector="nope").analyze(astronaut_rgb)
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"max_faces": -1}, "max_faces must be a number at least 0, not -1"),
+        ({"score_threshold": 5}, r"score_threshold must be a number between 0.0 and 1.0, not 5"),
+        ({"score_threshold": float("nan")}, "score_threshold .* not nan"),
+        ({"upscale": 0}, "upscale"),
+        ({"max_side": -5}, "max_side"),
+        ({"min_face_size": -1.0}, "min_face_size"),
+        ({"max_pixels": 0}, "max_pixels"),
+        ({"threads": True}, "threads"),
+        ({"detector_options": [("pad", "auto")]}, "detector_options must be a dict"),
+    ],
+)
+def test_out_of_range_settings_are_refused_before_anything_loads(settings: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidSettings, match=match):
+        FaceAnalyzer(**settings)
+
+
+def test_settings_are_normalised(no_models_env: Path, astronaut_rgb: np.ndarray) -> None:
+    config = AnalyzerConfig(heads="one-model", max_side=0)  # type: ignore[arg-type]
+    assert config.heads == ("one-model",) and config.max_side is None  # a name, not its letters; 0 = full size
+    assert AnalyzerConfig(heads=["a", "b"]).heads == ("a", "b")  # type: ignore[arg-type]
+    assert len(FaceAnalyzer(max_side=0).analyze(astronaut_rgb).faces) == 1
+
+
+def test_analyze_safe_turns_an_unexpected_failure_into_an_error_result(
+    no_models_env: Path, astronaut_rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analyzer = FaceAnalyzer()
+
+    def broken(image: np.ndarray) -> list[object]:
+        raise struct.error("bad tag")  # what a corrupt file once tripped in a decoder
+
+    monkeypatch.setattr(analyzer, "detect", broken)
+    res = analyzer.analyze_safe(astronaut_rgb, path="x.jpg")
+    assert (res.path, res.error_code, res.error, res.faces) == ("x.jpg", "internal_error", "error: bad tag", ())
+    assert [r.error_code for r in analyzer.analyze_many([astronaut_rgb, astronaut_rgb])] == ["internal_error"] * 2
 
 
 def test_analyzer_threads(tiny_model_env: Path, astronaut_rgb: np.ndarray) -> None:

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import DatasetError, FaceLensError, ImageTooLarge, ModelError, UnreadableImage, UnsupportedInput
+from .errors import (
+    DatasetError,
+    FaceLensError,
+    ImageTooLarge,
+    InvalidSettings,
+    ModelError,
+    UnreadableImage,
+    UnsupportedInput,
+)
 from .types import Age, Box, Detection, Face, ImageResult, Label, Landmarks
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ __all__ = [
     "FaceLensError",
     "ImageResult",
     "ImageTooLarge",
+    "InvalidSettings",
     "Label",
     "Landmarks",
     "ModelError",

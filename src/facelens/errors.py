@@ -41,3 +41,9 @@ class DatasetError(FaceLensError):
     """A dataset folder or label file is missing or malformed."""
 
     code = "dataset_error"
+
+
+class InvalidSettings(FaceLensError):
+    """A setting is out of range or of the wrong kind (a score threshold above 1, a negative face count...)."""
+
+    code = "invalid_settings"

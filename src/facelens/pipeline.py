@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .detect import Detector, create_detector
-from .errors import FaceLensError
+from .errors import FaceLensError, InvalidSettings
 from .heads import HeadModel, HeadOutputs, find_model, list_models
 from .io import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .types import Detection, Face, ImageResult
@@ -26,13 +27,18 @@ class AnalyzerConfig:
     Attributes:
         detector: Registered detector name.
         score_threshold: Minimum detection score.
-        max_side: Detector working resolution (longest side); ``None`` scans at full size.
+        max_side: Detector working resolution (longest side); ``None`` (or 0) scans at full size.
         upscale: Enlarge images before detection (finds smaller faces, slower).
-        heads: Head model names or ``.onnx`` paths; ``None`` uses every installed model.
+        heads: Head model names or ``.onnx`` paths (one name may be given as a string); ``None`` uses every
+            installed model.
         min_face_size: Drop faces whose box is smaller than this many pixels on its shorter side.
         max_faces: Keep at most this many faces (highest scores first); ``None`` keeps all.
         max_pixels: Refuse images larger than this (decompression-bomb guard).
         threads: ONNX Runtime threads for the heads (0: its default).
+        detector_options: Further options of the detector backend (see :func:`facelens.detect.create_detector`).
+
+    Raises:
+        InvalidSettings: If a value is out of range (checked when the config is made, before anything loads).
 
     """
 
@@ -46,6 +52,32 @@ class AnalyzerConfig:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     threads: int = 0
     detector_options: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.heads, str):
+            object.__setattr__(self, "heads", (self.heads,))
+        elif self.heads is not None:
+            object.__setattr__(self, "heads", tuple(self.heads))
+        if self.max_side == 0:
+            object.__setattr__(self, "max_side", None)
+        checks = (
+            ("score_threshold", self.score_threshold, 0.0, 1.0),
+            ("max_side", self.max_side, 1, None),
+            ("upscale", self.upscale, 1e-3, None),
+            ("min_face_size", self.min_face_size, 0.0, None),
+            ("max_faces", self.max_faces, 0, None),
+            ("max_pixels", self.max_pixels, 1, None),
+            ("threads", self.threads, 0, None),
+        )
+        for name, value, low, high in checks:
+            if value is None and name in ("max_side", "max_faces", "max_pixels"):
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < low or (high is not None and value > high):
+                bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise InvalidSettings(f"{name} must be a number {bounds}, not {value!r}")
+        if not isinstance(self.detector_options, dict):
+            raise InvalidSettings(f"detector_options must be a dict, not {type(self.detector_options).__name__}")
 
 
 class FaceAnalyzer:
@@ -139,12 +171,18 @@ class FaceAnalyzer:
             yield self.analyze_safe(src)
 
     def analyze_safe(self, source: ImageSource, *, path: str | None = None) -> ImageResult:
-        """Like :meth:`analyze`, but a :class:`FaceLensError` becomes a result with ``error`` set."""
+        """Like :meth:`analyze`, but a failure becomes a result with ``error`` set instead of an exception.
+
+        A :class:`FaceLensError` keeps its ``code``; anything else (a decoder bug tripped by a hostile file...) is
+        reported as ``internal_error`` with its type and message, so one input never stops a batch.
+        """
         name = path if path is not None else _path_of(source)
         try:
             return self.analyze(source, path=name)
         except FaceLensError as exc:
             return ImageResult(name, 0, 0, (), str(exc), exc.code)
+        except Exception as exc:  # noqa: BLE001 - one input must never stop the caller's loop
+            return ImageResult(name, 0, 0, (), f"{type(exc).__name__}: {exc}", "internal_error")
 
 
 def _path_of(source: object) -> str | None:

@@ -85,6 +85,10 @@ def test_invalid_value_is_an_error(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL), ["train.precision=bf16"]).train.precision == "bf16"
     with pytest.raises(ConfigError, match=r"train.precision must be one of \['fp32', 'bf16'\], not 'fp16'"):
         load_config(write(tmp_path, MINIMAL), ["train.precision=fp16"])
+    with pytest.raises(ConfigError, match=r"preprocess: detector 'yunet' takes no option 'bogus'; its options: "):
+        load_config(write(tmp_path, MINIMAL + "preprocess:\n  detector_options: {pad: auto, bogus: 1}\n"))
+    with pytest.raises(ConfigError, match=r"preprocess: unknown detector 'nope'"):
+        load_config(write(tmp_path, MINIMAL), ["preprocess.detector=nope"])
     assert load_config(write(tmp_path, MINIMAL), ["optim.ema_decay=0.999"]).optim.ema_decay == 0.999
     for bad in ("1.0", "-0.1"):
         with pytest.raises(ConfigError, match=r"optim.ema_decay must be in \[0, 1\) \(0 = off\), got"):

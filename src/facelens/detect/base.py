@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,7 +42,7 @@ DETECTORS: dict[str, Callable[..., Detector]] = {}
 
 
 def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
-    """Class decorator that makes a detector creatable by name with :func:`create_detector`."""
+    """Decorator that makes a detector class (or factory function) creatable by name with :func:`create_detector`."""
 
     def wrap(factory: Callable[..., Detector]) -> Callable[..., Detector]:
         DETECTORS[name] = factory
@@ -61,9 +62,27 @@ def create_detector(name: str = "yunet", **options: object) -> Detector:
         The detector.
 
     Raises:
-        FaceLensError: If no detector of that name is registered.
+        FaceLensError: If no detector of that name is registered, or it takes no option of one of those names.
+
+    """
+    check_detector_options(name, options)
+    return DETECTORS[name](**options)
+
+
+def check_detector_options(name: str, options: Iterable[str]) -> None:
+    """Refuse an unknown detector name, or option names its backend does not take, without creating it.
+
+    Raises:
+        FaceLensError: Naming the known detectors, or the options the backend takes.
 
     """
     if name not in DETECTORS:
         raise FaceLensError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
-    return DETECTORS[name](**options)
+    params = inspect.signature(DETECTORS[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if unknown := sorted(set(options) - set(takes)):
+        raise FaceLensError(
+            f"detector {name!r} takes no option {', '.join(map(repr, unknown))}; its options: {', '.join(takes)}"
+        )

@@ -374,6 +374,8 @@ def build_cache(
 
     bar = tqdm(total=n, initial=n - len(todo), desc="preprocess", unit="img", disable=not progress, smoothing=0.05)
     ctx = multiprocessing.get_context("spawn")  # safe even when torch (threads) is already loaded
+    if pre.workers > 0 and chunks:
+        make_detector(pre.detector, dict(pre.detector_options))  # fails here, not in workers a Pool would respawn
     pool = ctx.Pool(pre.workers, _init_worker, init_args) if pre.workers > 0 and chunks else None
     try:
         if pool is None:

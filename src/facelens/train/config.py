@@ -323,6 +323,7 @@ class TrainConfig:
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
+        self._check_detector()
         if not 0.0 <= self.optim.ema_decay < 1.0:
             raise ConfigError(f"optim.ema_decay must be in [0, 1) (0 = off), got {self.optim.ema_decay}")
         if self.train.precision not in PRECISIONS:
@@ -331,6 +332,15 @@ class TrainConfig:
         if self.model.frozen_blocks < 0:
             raise ConfigError(f"model.frozen_blocks must be >= 0, got {self.model.frozen_blocks}")
         return self
+
+    def _check_detector(self) -> None:
+        from ..detect import check_detector_options
+        from ..errors import FaceLensError
+
+        try:
+            check_detector_options(self.preprocess.detector, self.preprocess.detector_options)
+        except FaceLensError as exc:
+            raise ConfigError(f"preprocess: {exc}") from None
 
     def _check_monitor(self) -> None:
         source, _, metric = self.train.monitor.rpartition(".")
