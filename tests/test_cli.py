@@ -199,11 +199,11 @@ def test_detect_min_score(capsys: pytest.CaptureFixture[str], tiny_model_env: Pa
 
 
 def test_detect_options(capsys: pytest.CaptureFixture[str], no_models_env: Path, astronaut_path: Path) -> None:
-    for extra in (["--max-side", "0"], ["--upscale", "1.5"], ["--max-faces", "0"], ["--min-face-size", "500"]):
+    for extra in (["--max-side", "0"], ["--upscale", "1.5"], ["--max-faces", "1"], ["--min-face-size", "500"]):
         code, out, _ = _run(capsys, "detect", "--json", str(astronaut_path), *extra)
         assert code == 0
         n = len(_jsonl(out)[0]["faces"])
-        assert n == (0 if extra[0] in ("--max-faces", "--min-face-size") else 1), extra
+        assert n == (0 if extra[0] == "--min-face-size" else 1), extra
     code, out, _ = _run(capsys, "detect", "--json", "--max-pixels", "1000", str(astronaut_path))
     assert code == 1 and _jsonl(out)[0]["error_code"] == "image_too_large"
 
@@ -275,8 +275,22 @@ def test_video_bad(capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_
 
 
 def test_every_must_be_positive(capsys: pytest.CaptureFixture[str], no_models_env: Path) -> None:
-    code, _, err = _run(capsys, "detect", "--every", "0")
-    assert code == 2 and "--every" in err
+    with pytest.raises(SystemExit) as ei:
+        main(["detect", "--every", "0"])
+    assert ei.value.code == 2 and "--every" in capsys.readouterr().err
+
+
+def test_video_annotate_and_tracks_output(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, video_path: Path, tmp_path: Path
+) -> None:
+    tracks = tmp_path / "new" / "tracks.jsonl"
+    code, _, _ = _run(
+        capsys, "detect", str(video_path), "--every", "5", "--track", "--tracks-output", str(tracks),
+        "--annotate", str(tmp_path / "ann"),
+    )  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "ann" / "clip.annotated.avi").is_file()
+    assert [json.loads(ln)["path"] for ln in tracks.read_text().splitlines()] == [str(video_path)]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -338,3 +352,154 @@ def test_detect_accurate_mode(capsys: pytest.CaptureFixture[str], no_models_env:
     assert analyze._analyzer(args).config.detector_options == {"extra_scales": (0.5, 2.0)}
     code, out, _ = _run(capsys, "detect", "--json", "--accurate", str(astronaut_path))
     assert code == 0 and len(_jsonl(out)[0]["faces"]) == 1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Mistakes on the command line: usage errors (exit 2) before any input is read
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--min-score", "5"), ("--min-score", "-1"), ("--min-score", "nan"), ("--max-faces", "-1"),
+        ("--max-faces", "0"), ("--max-side", "-5"), ("--upscale", "0"), ("--upscale", "inf"),
+        ("--min-face-size", "-1"), ("--max-pixels", "0"), ("--every", "0"), ("--head-every", "0"),
+        ("--max-side", "1.5"),
+    ],
+)  # fmt: skip
+def test_option_out_of_range(capsys: pytest.CaptureFixture[str], option: str, value: str) -> None:
+    with pytest.raises(SystemExit) as ei:
+        main(["analyze", "photo.jpg", f"{option}={value}"])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and f"argument {option}: must be" in err and "Traceback" not in err
+
+
+def test_invalid_settings_and_unknown_head(
+    capsys: pytest.CaptureFixture[str], tiny_model_env: Path, astronaut_path: Path
+) -> None:
+    code, out, err = _run(capsys, "detect", str(astronaut_path), "--upscale", "0.0001")  # below the pipeline's 1e-3
+    assert code == 2 and out == "" and err.startswith("error: upscale must be") and len(err.splitlines()) == 1
+    code, out, err = _run(capsys, "analyze", str(astronaut_path), "--heads", "no-such-head")
+    assert code == 2 and out == "" and "error: no head model named 'no-such-head'" in err
+
+
+def test_heads_comma_separated_and_repeatable(
+    capsys: pytest.CaptureFixture[str], tiny_model_env: Path, tiny_model_path: Path, astronaut_path: Path
+) -> None:
+    args = build_parser().parse_args(["analyze", "--heads", "a, b", "--heads", "c", "x.jpg", "y.jpg"])
+    assert args.heads == ["a", "b", "c"] and args.paths == ["x.jpg", "y.jpg"]
+    code, out, _ = _run(capsys, "analyze", "--heads", "tiny-test", str(astronaut_path), "--json")
+    assert code == 0
+    (obj,) = _jsonl(out)
+    assert obj["path"] == str(astronaut_path) and "age" in obj["faces"][0]
+    with pytest.raises(SystemExit) as ei:
+        main(["analyze", "--heads", "a,,b", str(astronaut_path)])
+    assert ei.value.code == 2 and "--heads" in capsys.readouterr().err
+
+
+def test_folder_without_images(capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_path: Path) -> None:
+    empty, texts = tmp_path / "empty", tmp_path / "texts"
+    empty.mkdir()
+    texts.mkdir()
+    (texts / "notes.txt").write_text("no image here")
+    for folder in (empty, texts):
+        code, out, err = _run(capsys, "detect", str(folder))
+        assert code == 2 and out == "" and err == f"error: no images or videos found in {folder}\n"
+
+
+def test_output_parent_created(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, astronaut_path: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "new" / "deeper" / "results.jsonl"
+    code, out, _ = _run(capsys, "detect", str(astronaut_path), "--json", "-o", str(target))
+    assert code == 0 and out == "" and len(_jsonl(target.read_text())) == 1
+
+
+def test_unwritable_outputs(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, mixed_folder: Path, tmp_path: Path
+) -> None:
+    a_file = mixed_folder / "a_astronaut.jpg"
+    cases = [
+        (["-o", str(tmp_path)], f"error: -o {tmp_path}: is a folder, not a file"),
+        (["-o", str(a_file / "x.json")], f"error: -o {a_file / 'x.json'}: cannot write it"),
+        (["--annotate", str(a_file)], f"error: --annotate {a_file}: exists and is not a folder"),
+        (["--track", "--tracks-output", str(tmp_path)], f"error: --tracks-output {tmp_path}: is a folder"),
+    ]
+    for extra, message in cases:
+        code, out, err = _run(capsys, "detect", str(mixed_folder), *extra)
+        assert code == 2 and out == "", extra  # stopped before the first image
+        assert err.startswith(message) and len(err.splitlines()) == 1, err
+    assert a_file.read_bytes()[:2] == b"\xff\xd8"  # untouched
+
+
+def test_annotate_names_are_unique(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, astronaut_path: Path, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    for rel in ("a/x.jpg", "b/x.jpg", "a/x.png", "top.jpg"):
+        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
+        (photos / rel).write_bytes(astronaut_path.read_bytes())
+    out_dir = tmp_path / "annotated"
+    code, _, _ = _run(capsys, "detect", str(photos), "--annotate", str(out_dir))
+    assert code == 0
+    written = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
+    assert written == ["a/x-2.annotated.jpg", "a/x.annotated.jpg", "b/x.annotated.jpg", "top.annotated.jpg"]
+    # A glob keeps the path below its fixed part; a file given by name is named by its name.
+    out_dir = tmp_path / "annotated_glob"
+    code, _, _ = _run(capsys, "detect", str(photos / "*" / "x.jpg"), str(astronaut_path), "--annotate", str(out_dir))
+    assert code == 0
+    written = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
+    assert written == ["a/x.annotated.jpg", "astronaut.annotated.jpg", "b/x.annotated.jpg"]
+
+
+def test_annotated_names_two_folders(tmp_path: Path) -> None:
+    from facelens.cli.analyze import annotated_names
+
+    files = [(Path("p/a/x.jpg"), Path("x.jpg")), (Path("p/b/x.jpg"), Path("x.jpg")), (Path("p/a/x.jpg"), Path("x.jpg"))]
+    names = annotated_names(files, tmp_path)
+    assert names == {"p/a/x.jpg": tmp_path / "x.annotated.jpg", "p/b/x.jpg": tmp_path / "x-2.annotated.jpg"}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Help texts
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def _option_help(text: str) -> dict[str, str]:
+    """``--option METAVAR`` -> its help, unwrapped (entries start on a line indented by two spaces)."""
+    entries = re.split(r"\n  (?=-)", text.split("options:", 1)[1])[1:]
+    return {e.split()[0].rstrip(","): " ".join(e.split()) for e in entries}
+
+
+def test_help_states_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    options = _option_help(_help(capsys, "analyze"))
+    for option, default in (("--every", "(default 1"), ("--min-face-size", "(default 0"),
+                            ("--max-faces", "(default: all)"), ("--head-every", "(default 1)"),
+                            ("--heads", "(default: all installed)"), ("--upscale", "(default 1)")):  # fmt: skip
+        assert default in options[option], option
+    detect = _help(capsys, "detect")
+    assert "--head-every" not in detect and "--heads" not in detect and "--every N" in detect
+    rate = _help(capsys, "eval", "detection-rate")
+    assert "--list-misses FILE" in rate and "LIST_MISSES" not in rate
+    assert "(default: all)" in _option_help(rate)["--limit"]
+    assert "(default 0 = original scale)" in _option_help(_help(capsys, "eval", "widerface"))["--max-side"]
+
+
+def test_detection_rate_missing_and_empty_paths(
+    capsys: pytest.CaptureFixture[str], astronaut_path: Path, tmp_path: Path
+) -> None:
+    code, out, err = _run(capsys, "eval", "detection-rate", str(tmp_path / "no_such_dir"))
+    assert code == 2 and out == "" and err == f"error: path not found: {tmp_path / 'no_such_dir'}\n"
+    code, out, err = _run(capsys, "eval", "detection-rate", str(tmp_path / "*.nomatch"))
+    assert code == 2 and "path not found" in err
+    code, out, err = _run(capsys, "eval", "detection-rate", str(tmp_path))
+    assert code == 2 and err == f"error: no images or videos found in {tmp_path}\n"
+    misses = tmp_path / "out" / "misses.txt"
+    code, out, _ = _run(capsys, "eval", "detection-rate", str(astronaut_path), "--list-misses", str(misses))
+    assert code == 0 and json.loads(out)["detection_rate"] == 1.0 and misses.read_text() == ""

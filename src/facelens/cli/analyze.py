@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import FaceLensError
-from ..io import DEFAULT_MAX_PIXELS, expand_inputs, is_video, iter_video_frames
+from ..io import DEFAULT_MAX_PIXELS, is_video, iter_video_frames
 from ..labels import CELEBA_ATTRIBUTES
 from ..types import ImageResult
+from . import expand_paths, head_names, number, prepare_output
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 
@@ -24,22 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "analyze",
         help="find faces and run the attribute heads (age, gender, ethnicity, attributes)",
         description="Analyse images, folders (recursively), glob patterns and videos. A file that cannot be read "
-        "becomes a result with an 'error' and the run goes on; the exit status is 1 if any input failed. "
-        "With no PATH, the bundled sample photo is analysed.",
+        "becomes a result with an 'error' and the run goes on; the exit status is 1 if any input failed. Mistakes "
+        "(an option out of range, an unknown head, a folder without images or videos, an output that cannot be "
+        "written) exit with status 2 before any input is read. With no PATH, the bundled sample photo is analysed.",
     )
     _add_common(p)
-    p.add_argument("--heads", nargs="+", metavar="NAME", help="head models to use (default: all installed)")
-    p.add_argument("--annotate", metavar="DIR", type=Path, help="write images with faces drawn into DIR")
+    p.add_argument(
+        "--heads", action="extend", type=head_names, metavar="NAME[,NAME...]",
+        help="head models (names or .onnx paths) to use, comma-separated or repeated (default: all installed)",
+    )  # fmt: skip
+    p.add_argument(
+        "--head-every", type=number(int, low=1), default=1, metavar="N",
+        help="videos with --track: re-run the heads on a track only every N analysed frames (default 1)",
+    )  # fmt: skip
     p.set_defaults(func=run_analyze, detect_only=False)
 
     d = sub.add_parser(
         "detect",
         help="find faces only: boxes, scores and 5 landmarks",
-        description="Detect faces (no attribute heads). Same inputs and output formats as 'analyze'.",
+        description="Detect faces (no attribute heads). Same inputs, output formats and exit status as 'analyze'.",
     )
     _add_common(d)
-    d.add_argument("--annotate", metavar="DIR", type=Path, help="write images with faces drawn into DIR")
-    d.set_defaults(func=run_analyze, detect_only=True, heads=None)
+    d.set_defaults(func=run_analyze, detect_only=True, heads=None, head_every=1)
 
     m = sub.add_parser("models", help="list installed head models and their metadata")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -51,31 +58,49 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON Lines: one object per image (see docs/schema.md)")
     fmt.add_argument("--csv", action="store_true", help="CSV: one row per face (images without faces: one row)")
-    p.add_argument("-o", "--output", type=Path, help="write results to this file instead of stdout")
-    p.add_argument("--min-score", type=float, default=0.6, help="minimum detection score (default 0.6)")
     p.add_argument(
-        "--max-side", type=int, default=640,
+        "-o", "--output", type=Path, metavar="FILE",
+        help="write results to FILE instead of stdout (missing parent folders are created)",
+    )  # fmt: skip
+    p.add_argument(
+        "--annotate", metavar="DIR", type=Path,
+        help="write images (and videos) with faces drawn into DIR, mirroring the subfolders of each folder given",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-score", type=number(float, low=0, high=1), default=0.6, metavar="X",
+        help="minimum detection score, 0 to 1 (default 0.6)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-side", type=number(int, low=0), default=640, metavar="PX",
         help="detector working resolution, longest side in px (default 640; 0 = full size, slower, finds small faces)",
     )  # fmt: skip
-    p.add_argument("--upscale", type=float, default=1.0, help="enlarge images before detection (default 1)")
+    p.add_argument(
+        "--upscale", type=number(float, low=0, above=True), default=1.0, metavar="F",
+        help="enlarge images by F before detection (default 1)",
+    )  # fmt: skip
     p.add_argument(
         "--accurate", action="store_true",
         help="also scan at 0.5x and 2x and merge by box voting: more small faces, about 6x slower (docs/detection.md)",
     )  # fmt: skip
-    p.add_argument("--min-face-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
-    p.add_argument("--max-faces", type=int, default=None, help="keep at most N faces per image")
     p.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        "--min-face-size", type=number(float, low=0), default=0.0, metavar="PX",
+        help="ignore faces whose box is smaller than PX on its shorter side (default 0: keep all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-faces", type=number(int, low=1), default=None, metavar="N",
+        help="keep at most N faces per image, highest scores first (default: all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-pixels", type=number(int, low=1), default=DEFAULT_MAX_PIXELS, metavar="N",
         help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS:,})",
     )  # fmt: skip
-    p.add_argument("--every", type=int, default=1, metavar="N", help="videos: analyse every N-th frame")
+    p.add_argument(
+        "--every", type=number(int, low=1), default=1, metavar="N",
+        help="videos: analyse every N-th frame (default 1: every frame)",
+    )  # fmt: skip
     p.add_argument(
         "--track", action="store_true",
         help="videos: follow faces across frames (track ids, smoothed predictions, a per-track summary)",
-    )  # fmt: skip
-    p.add_argument(
-        "--head-every", type=int, default=1, metavar="N",
-        help="videos with --track: re-run the heads on a track only every N analysed frames (default 1)",
     )  # fmt: skip
     p.add_argument(
         "--tracks-output", type=Path, metavar="FILE",
@@ -101,6 +126,33 @@ def _analyzer(args: argparse.Namespace):  # noqa: ANN202
             detector_options={"extra_scales": ACCURATE_SCALES} if args.accurate else {},
         )
     )
+
+
+def annotated_names(files: list[tuple[Path, Path]], folder: Path) -> dict[str, Path]:
+    """Where ``--annotate DIR`` writes each input: DIR/RELATIVE_PATH with ``.annotated.jpg`` (videos ``.avi``).
+
+    Args:
+        files: ``(input, path relative to the folder given)`` pairs from :func:`facelens.cli.expand_paths`.
+        folder: The ``--annotate`` folder.
+
+    Returns:
+        The output path of each input (keyed by ``str(input)``). Two inputs never share one: if they would
+        (``x.jpg`` and ``x.png``, or the same relative path under two folders given), the later one gets a
+        numbered name, ``x-2.annotated.jpg``.
+    """
+    names: dict[str, Path] = {}
+    used: set[Path] = set()
+    for path, rel in files:
+        if str(path) in names:
+            continue  # the same input given twice: same picture, same name
+        ext = ".annotated.avi" if is_video(path) else ".annotated.jpg"
+        target, n = folder / rel.parent / (rel.stem + ext), 1
+        while target in used:
+            n += 1
+            target = folder / rel.parent / f"{rel.stem}-{n}{ext}"
+        used.add(target)
+        names[str(path)] = target
+    return names
 
 
 def _results(analyzer, paths: list[Path], args: argparse.Namespace) -> Iterator[ImageResult]:  # noqa: ANN001
@@ -141,8 +193,9 @@ def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[I
         yield ImageResult(str(path), 0, 0, (), f"{path}: no frame could be decoded", "unreadable_image")
         return
     if annotated:
-        args.annotate.mkdir(parents=True, exist_ok=True)
-        write_annotated_video(annotated, args.annotate / f"{path.stem}.annotated.avi", fps=25.0 / args.every)
+        target = args.annotated_names[str(path)]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_annotated_video(annotated, target, fps=25.0 / args.every)
     if video is not None:
         lines = [json.dumps({"path": str(path), **t.to_dict()}) for t in video.track_results()]
         if args.tracks_output:
@@ -155,17 +208,17 @@ def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[I
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    """Run ``analyze`` or ``detect``; returns 1 if any input failed, else 0."""
-    if args.every < 1 or args.head_every < 1:
-        print("error: --every and --head-every must be >= 1", file=sys.stderr)
-        return 2
-    if args.tracks_output:
-        args.tracks_output.write_text("")
+    """Run ``analyze`` or ``detect``; returns 1 if any input failed, 2 on a usage error, else 0.
+
+    Everything that can be checked up front is, before the first input is read: the settings and head models
+    (:class:`FaceLensError`), the PATH arguments (a folder without images or videos) and the outputs (missing
+    parent folders are created; a folder where a file is expected, or the reverse, is refused).
+    """
     if not args.paths:
         print(f"note: no PATH given; analysing the bundled sample photo {SAMPLE_IMAGE}", file=sys.stderr)
         args.paths = [str(SAMPLE_IMAGE)]
-    analyzer = _analyzer(args)
     try:
+        analyzer = _analyzer(args)
         missing = [] if args.detect_only else analyzer.missing_tasks()
     except FaceLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -175,8 +228,26 @@ def run_analyze(args: argparse.Namespace) -> int:
             f"note: no head model installed for: {', '.join(missing)} (detection results only)",
             file=sys.stderr,
         )
-    paths = list(expand_inputs(args.paths))
-    out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    files, problems = expand_paths(args.paths)
+    outputs = [
+        ("-o", args.output, False),
+        ("--tracks-output", args.tracks_output, False),
+        ("--annotate", args.annotate, True),
+    ]
+    problems += [msg for opt, path, folder in outputs if path and (msg := prepare_output(path, opt, folder=folder))]
+    if problems:
+        for msg in problems:
+            print(f"error: {msg}", file=sys.stderr)
+        return 2
+    paths = [f for f, _ in files]
+    args.annotated_names = annotated_names(files, args.annotate) if args.annotate else {}
+    try:
+        if args.tracks_output:
+            args.tracks_output.write_text("")  # appended to by each video
+        out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    except OSError as exc:
+        print(f"error: cannot write an output: {exc}", file=sys.stderr)
+        return 2
     writer = _Writer(out, "json" if args.json else "csv" if args.csv else "text")
     failed = 0
     try:
@@ -184,7 +255,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             failed += not res.ok
             writer.write(res)
             if args.annotate and res.ok and res.faces is not None:
-                _save_annotated(args.annotate, res, analyzer)
+                _save_annotated(args.annotated_names, res, analyzer)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -205,17 +276,17 @@ def _progress(it: Iterator[ImageResult], total: int, disabled: bool) -> Iterator
     return iter(tqdm(it, total=total, unit="img", file=sys.stderr))
 
 
-def _save_annotated(folder: Path, res: ImageResult, analyzer) -> None:  # noqa: ANN001
+def _save_annotated(names: dict[str, Path], res: ImageResult, analyzer) -> None:  # noqa: ANN001
     import cv2
 
     from ..annotate import annotate
     from ..io import load_image
 
     if res.path is None or res.frame is not None:
-        return  # video frames are not re-decoded here; see the video tracking command
-    folder.mkdir(parents=True, exist_ok=True)
+        return  # video frames are written as one annotated video by _video_results
+    out = names[res.path]
+    out.parent.mkdir(parents=True, exist_ok=True)
     image = load_image(res.path, max_pixels=analyzer.config.max_pixels)
-    out = folder / (Path(res.path).stem + ".annotated.jpg")
     cv2.imwrite(str(out), cv2.cvtColor(annotate(image, res), cv2.COLOR_RGB2BGR))
 
 

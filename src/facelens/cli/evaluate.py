@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import expand_paths, number, prepare_output
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the eval subcommand and its datasets."""
@@ -27,18 +29,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument(
         "--images", type=Path, help="evaluate only the image paths listed in this file (e.g. a held-out list)"
     )
-    w.add_argument("--max-side", type=int, default=0, help="yunet only: working resolution (0 = original scale)")
-    w.add_argument("--upscale", type=float, default=1.0, help="yunet only: enlarge images before detection")
     w.add_argument(
-        "--extra-scales", type=float, nargs="*", default=[],
-        help="yunet only: also scan at these scales and merge by box voting (e.g. 0.5 2)",
+        "--max-side", type=number(int, low=0), default=0, metavar="PX",
+        help="yunet only: working resolution, longest side in px (default 0 = original scale)",
+    )  # fmt: skip
+    w.add_argument(
+        "--upscale", type=number(float, low=0, above=True), default=1.0, metavar="F",
+        help="yunet only: enlarge images by F before detection (default 1)",
+    )  # fmt: skip
+    w.add_argument(
+        "--extra-scales", type=number(float, low=0, above=True), nargs="*", default=[], metavar="S",
+        help="yunet only: also scan at these scales and merge by box voting, e.g. 0.5 2 (default: none)",
     )  # fmt: skip
     w.add_argument(
         "--accurate", action="store_true", help="yunet only: the accurate mode, same as --extra-scales 0.5 2"
     )
-    w.add_argument("--min-score", type=float, default=0.3, help="detection score threshold (default 0.3)")
-    w.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    w.add_argument("-o", "--output", type=Path, help="also write the JSON here")
+    w.add_argument(
+        "--min-score", type=number(float, low=0, high=1), default=0.3, metavar="X",
+        help="detection score threshold, 0 to 1 (default 0.3)",
+    )  # fmt: skip
+    w.add_argument(
+        "--limit", type=number(int, low=1), default=None, metavar="N",
+        help="evaluate only the first N images (default: all)",
+    )  # fmt: skip
+    w.add_argument("-o", "--output", type=Path, metavar="FILE", help="also write the JSON to FILE")
     w.set_defaults(func=run_widerface)
     r = esub.add_parser(
         "detection-rate",
@@ -47,9 +61,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "given folders and prints the share with at least one face and the time per image.",
     )
     r.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or globs")
-    r.add_argument("--min-score", type=float, default=0.6, help="detection score threshold (default 0.6)")
-    r.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted by name)")
-    r.add_argument("--list-misses", type=Path, help="write the paths of images without a face to this file")
+    r.add_argument(
+        "--min-score", type=number(float, low=0, high=1), default=0.6, metavar="X",
+        help="detection score threshold, 0 to 1 (default 0.6)",
+    )  # fmt: skip
+    r.add_argument(
+        "--limit", type=number(int, low=1), default=None, metavar="N",
+        help="use only the first N images, sorted by name (default: all)",
+    )  # fmt: skip
+    r.add_argument(
+        "--list-misses", type=Path, metavar="FILE", help="write the paths of the images without a face to FILE"
+    )
     r.set_defaults(func=run_detection_rate)
     p.set_defaults(func=lambda a: (p.print_help(sys.stderr), 2)[1])
     _register_head_evals(esub)
@@ -69,7 +91,10 @@ def _add_split_options(p: argparse.ArgumentParser, what: str) -> None:
     """The options every head evaluation shares: which held-out images, which model."""
     p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
     p.add_argument("--model", help=f"{what} model name or .onnx path (default: every installed model)")
-    p.add_argument("--limit", type=int, default=None, help="use a seeded random subset of N images")
+    p.add_argument(
+        "--limit", type=number(int, low=1), default=None, metavar="N",
+        help="use a seeded random subset of N images (default: all)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
     p.add_argument("-o", "--output", type=Path, help="also write the JSON here")
 
@@ -205,6 +230,9 @@ def run_widerface(args: argparse.Namespace) -> int:
     from ..errors import FaceLensError
     from ..eval.widerface import evaluate_widerface
 
+    if args.output and (msg := prepare_output(args.output, "-o")):
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
     try:
         options = _parse_options(args.detector_options)
         if args.detector == "yunet":
@@ -245,23 +273,27 @@ def run_widerface(args: argparse.Namespace) -> int:
         "min_score": args.min_score,
     }
     out["seconds"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    _write_json(json.dumps(out, indent=2), args.output)
     return 0
 
 
 def run_detection_rate(args: argparse.Namespace) -> int:
-    """Print the share of images with at least one detected face."""
+    """Print the share of images with at least one detected face; 2 if a PATH has no image or an output fails."""
     import time
 
     from ..detect import create_detector
     from ..errors import FaceLensError
-    from ..io import expand_inputs, load_image
+    from ..io import load_image
 
+    files, problems = expand_paths(args.paths, must_exist=True)
+    if args.list_misses and (msg := prepare_output(args.list_misses, "--list-misses")):
+        problems.append(msg)
+    if problems:
+        for msg in problems:
+            print(f"error: {msg}", file=sys.stderr)
+        return 2
     det = create_detector("yunet", score_threshold=args.min_score)
-    paths = list(expand_inputs(args.paths))[: args.limit]
+    paths = [f for f, _ in files][: args.limit]
     found = errors = 0
     misses: list[str] = []
     t_detect = 0.0
