@@ -138,6 +138,40 @@ def test_batch_one_result_each_bad_image_isolated(client: TestClient, astronaut_
     assert results[2]["width"] == 0 and "corrupt or truncated" in results[2]["error"]
 
 
+def test_an_unexpected_failure_costs_one_part_or_one_frame_not_the_request(
+    client: TestClient, astronaut_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    real = engine.analyze_bytes
+    poison = astronaut_bytes + b"poison"  # still sniffed as a JPEG
+
+    def flaky(data: bytes, *args: object, **kwargs: object) -> object:
+        if data == poison:
+            raise RuntimeError("a decoder bug")
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "analyze_bytes", flaky)
+    files = [
+        ("images", (n, d, "image/jpeg"))
+        for n, d in (("a.jpg", astronaut_bytes), ("p.jpg", poison), ("b.jpg", astronaut_bytes))
+    ]
+    r = client.post("/v1/analyze/batch", files=files)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x.get("error_code") for x in results] == [None, "internal_error", None]
+    assert "a decoder bug" not in results[1]["error"]  # no internals leak to the client
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.receive_json()
+        ws.send_bytes(poison)
+        assert ws.receive_json() == {
+            "type": "error",
+            "seq": 0,
+            "error": {"code": "internal_error", "message": "internal error"},
+        }
+        ws.send_bytes(astronaut_bytes)
+        assert ws.receive_json()["type"] == "result"  # the stream goes on
+
+
 def test_batch_limits(make_client: Maker, astronaut_bytes: bytes) -> None:
     c = make_client(max_batch_images=2)
     three = [("images", (f"{i}.jpg", astronaut_bytes, "image/jpeg")) for i in range(3)]

@@ -394,6 +394,9 @@ def _analyze_parts(engine: Engine, parts: list[FilePart], opts: AnalyzeOptions) 
                 out.append(engine.analyze_bytes(part.data, part.filename, opts))
             except FaceLensError as exc:
                 out.append(ImageResult(part.filename, 0, 0, (), str(exc), exc.code))
+            except Exception:  # noqa: BLE001 - one part must not lose the others' results
+                log.exception("batch part %s failed", name)
+                out.append(ImageResult(part.filename, 0, 0, (), f"{name}: internal error", "internal_error"))
     return out
 
 

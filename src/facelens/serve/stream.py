@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ from .errors import ApiError, error_body, from_facelens_error, too_large
 from .options import key_matches, options_from_query
 from .settings import ServeSettings
 from .uploads import require_image
+
+log = logging.getLogger("facelens.serve")
 
 AUTH_TIMEOUT_S = 10.0
 POLICY_VIOLATION = 1008
@@ -140,5 +143,8 @@ async def _serve_frames(ws: WebSocket, settings: ServeSettings, engine: Engine, 
             reply = {"type": "error", "seq": seq, **from_facelens_error(exc).to_dict()}
         except ApiError as exc:
             reply = {"type": "error", "seq": seq, **exc.to_dict()}
+        except Exception:  # noqa: BLE001 - a frame that trips a bug is that frame's error, the stream goes on
+            log.exception("stream frame %s failed", seq)
+            reply = {"type": "error", "seq": seq, **error_body("internal_error", "internal error")}
         await ws.send_json(reply)
         seq += 1
