@@ -188,6 +188,35 @@ def test_tight_crop_without_padding_is_harder(astronaut_rgb: np.ndarray) -> None
     assert box_iou(_box(auto[0]), _box(always[0])) > 0.9
 
 
+@pytest.mark.parametrize(
+    ("shape", "max_side", "scanned"),
+    [
+        ((1200, 1600, 3), None, [(1200, 1600), (1333, 1600)]),  # full size: the padded pass is capped at 1600 px
+        ((200, 200, 3), None, [(200, 200), (300, 300)]),  # a small tight crop: padded at its own scale (<= 640)
+        ((1200, 1600, 3), 640, [(480, 640), (533, 640)]),  # max_side decides both passes, as before
+    ],
+)
+def test_padded_pass_scans_no_more_than_the_first_one_at_full_size(
+    shape: tuple[int, int, int], max_side: int | None, scanned: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    det = create_detector("yunet", max_side=max_side, pad="auto")
+    sizes: list[tuple[int, int]] = []
+    real_input_size = det._net.setInputSize
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real_net, name)
+
+        def setInputSize(self, size: tuple[int, int]) -> None:  # noqa: N802 - OpenCV's name
+            sizes.append((size[1], size[0]))
+            real_input_size(size)
+
+    real_net = det._net
+    monkeypatch.setattr(det, "_net", Spy())
+    assert det.detect(np.zeros(shape, np.uint8)) == []  # nothing found: the padded retry runs
+    assert sizes == scanned
+
+
 @pytest.fixture(scope="module")
 def astronaut_4000(astronaut_rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(astronaut_rgb, (4000, 4000), interpolation=cv2.INTER_LINEAR)
