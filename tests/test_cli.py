@@ -274,6 +274,17 @@ def test_video_bad(capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_
     assert obj["error_code"] == "unreadable_image" and str(bad) in obj["error"]
 
 
+def test_video_frames_over_the_pixel_limit_are_refused(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, video_path: Path
+) -> None:
+    code, out, _ = _run(capsys, "detect", str(video_path), "--json", "--max-pixels", str(512 * 512 - 1))
+    assert code == 1
+    (obj,) = _jsonl(out)
+    assert obj["error_code"] == "image_too_large" and "512x512" in obj["error"]
+    code, out, _ = _run(capsys, "detect", str(video_path), "--json", "--max-pixels", str(512 * 512), "--every", "5")
+    assert code == 0 and len(_jsonl(out)) == 2
+
+
 def test_every_must_be_positive(capsys: pytest.CaptureFixture[str], no_models_env: Path) -> None:
     with pytest.raises(SystemExit) as ei:
         main(["detect", "--every", "0"])

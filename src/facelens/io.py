@@ -216,11 +216,19 @@ class VideoFrame:
     image: np.ndarray
 
 
-def iter_video_frames(path: str | os.PathLike, every: int = 1) -> Iterator[VideoFrame]:
+def iter_video_frames(
+    path: str | os.PathLike, every: int = 1, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Iterator[VideoFrame]:
     """Decode a video file frame by frame with OpenCV, yielding every ``every``-th frame as RGB.
+
+    Args:
+        path: The video file.
+        every: Yield every ``every``-th frame (the others are skipped without decoding them to RGB).
+        max_pixels: Refuse a video whose frames have more pixels than this (checked before the first frame).
 
     Raises:
         UnreadableImage: If the file cannot be opened as a video.
+        ImageTooLarge: If its frames are larger than ``max_pixels``.
 
     """
     import cv2
@@ -232,6 +240,9 @@ def iter_video_frames(path: str | os.PathLike, every: int = 1) -> Iterator[Video
         raise UnreadableImage(f"{path}: cannot open as a video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if w > 0 and h > 0:
+            _check_size((w, h), f"{path} (video frames)", max_pixels)
         index = 0
         while True:
             if index % every == 0:

@@ -177,7 +177,7 @@ def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[I
     annotated: list[tuple[ImageResult, object]] = []
     frames = 0
     try:
-        for fr in iter_video_frames(path, args.every):
+        for fr in iter_video_frames(path, args.every, max_pixels=analyzer.config.max_pixels):
             frames += 1
             if video is not None:
                 res = video.process_frame(fr.image, fr.index, str(path))

@@ -51,7 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-score", type=float, default=0.6, help="default minimum detection score (default 0.6)")
     p.add_argument("--max-side", type=int, default=640, help="default detector working size (default 640; 0: full)")
     p.add_argument("--stream-max-fps", type=float, default=15.0, help="frame rate cap per stream (default 15)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default info)",
+    )  # fmt: skip
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     p.set_defaults(func=run_serve)
 
