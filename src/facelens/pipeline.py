@@ -15,7 +15,7 @@ import numpy as np
 
 from .detect import Detector, create_detector
 from .errors import FaceLensError, InvalidSettings
-from .heads import HeadModel, HeadOutputs, find_model, list_models
+from .heads import HeadModel, HeadOutputs, find_model, list_models, unanswered_tasks
 from .io import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .types import Detection, Face, ImageResult
 
@@ -128,8 +128,7 @@ class FaceAnalyzer:
 
     def missing_tasks(self) -> list[str]:
         """Tasks (age, gender, race, attributes) that no loaded head answers."""
-        answered = {t for h in self.heads for t in h.tasks}
-        return [t for t in ("age", "gender", "race", "attributes") if t not in answered]
+        return unanswered_tasks(self.heads)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detect faces in an RGB image, applying the size and count filters."""

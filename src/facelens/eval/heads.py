@@ -371,6 +371,7 @@ def evaluate_dataset(
 
     """
     from .. import __version__
+    from ..heads import unanswered_tasks
     from ..io import load_image
     from ..pipeline import AnalyzerConfig, FaceAnalyzer
 
@@ -392,8 +393,7 @@ def evaluate_dataset(
     if missing:
         notes.append(f"{missing} of {len(samples)} image files of the split are missing (counted as errors)")
     samples = limit_samples(samples, limit, seed)
-    tasks = {t for h in heads for t in h.tasks}
-    if missing_tasks := [t for t in ("age", "gender", "race", "attributes") if t not in tasks]:
+    if missing_tasks := unanswered_tasks(heads):
         notes.append(f"no head answers: {', '.join(missing_tasks)}")
 
     n = len(samples)

@@ -349,8 +349,3 @@ def make_view(
         return out
     os.replace(tmp, out)
     return out
-
-
-def split_counts(view: str | Path) -> dict[str, int]:
-    """Rows per split value in a view (read from its ``meta.json``)."""
-    return dict(json.loads((Path(view) / "meta.json").read_text()).get("splits", {}))

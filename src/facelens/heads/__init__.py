@@ -2,7 +2,7 @@
 
 from .metadata import InputSpec, ModelMetadata, OutputSpec
 from .registry import ModelInfo, find_model, list_models, model_dirs
-from .runtime import HeadModel, HeadOutputs, read_metadata
+from .runtime import HeadModel, HeadOutputs, read_metadata, unanswered_tasks
 
 __all__ = [
     "HeadModel",
@@ -15,4 +15,5 @@ __all__ = [
     "list_models",
     "model_dirs",
     "read_metadata",
+    "unanswered_tasks",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..align import Template, align_faces
 from ..errors import ModelError
 from ..types import Age, Detection, Label
-from .metadata import ModelMetadata
+from .metadata import TASKS, ModelMetadata
 
 
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
@@ -213,3 +214,9 @@ def age_intervals(probs: np.ndarray, age_min: int, mass: float) -> tuple[np.ndar
 def _label(p: np.ndarray, labels: tuple[str, ...]) -> Label:
     i = int(np.argmax(p))
     return Label(labels[i], float(p[i]), {n: float(v) for n, v in zip(labels, p, strict=True)})
+
+
+def unanswered_tasks(heads: Sequence[HeadModel]) -> list[str]:
+    """The tasks (age, gender, race, attributes; in that order) that none of ``heads`` answers."""
+    answered = {t for h in heads for t in h.tasks}
+    return [t for t in TASKS if t not in answered]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..detect import Detector, create_detector
 from ..errors import FaceLensError
-from ..heads import HeadModel
+from ..heads import HeadModel, unanswered_tasks
 from ..io import load_image
 from ..pipeline import AnalyzerConfig, FaceAnalyzer
 from ..types import ImageResult
@@ -166,8 +166,7 @@ class Engine:
 
     def missing_tasks(self) -> list[str]:
         """Tasks no loaded head answers."""
-        answered = {t for h in self._heads for t in h.tasks}
-        return [t for t in ("age", "gender", "race", "attributes") if t not in answered]
+        return unanswered_tasks(self._heads)
 
     def models(self) -> list[dict[str, Any]]:
         """Public description of the loaded heads (no file paths)."""
