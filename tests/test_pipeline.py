@@ -213,7 +213,15 @@ def test_toplevel_analyze(tiny_model_env: Path, astronaut_path: Path, monkeypatc
     res = facelens.analyze(astronaut_path)
     assert len(res.faces) == 1 and res.faces[0].age is not None
     assert facelens.analyze(str(astronaut_path)).to_dict() == res.to_dict()  # default analyzer reused
-    assert facelens.analyze(astronaut_path, max_faces=0).faces == ()  # settings: a one-off analyzer
+    monkeypatch.setattr(facelens, "_by_settings", {})
+    assert facelens.analyze(astronaut_path, max_faces=0).faces == ()  # settings: an analyzer of their own
+    kept = dict(facelens._by_settings)
+    assert len(kept) == 1 and facelens.analyze(astronaut_path, max_faces=0).faces == ()
+    assert list(facelens._by_settings.values()) == list(kept.values())  # the same analyzer, reused
+    for n in range(1, 6):
+        facelens.analyze(astronaut_path, max_faces=n)
+    assert len(facelens._by_settings) == facelens._KEEP_ANALYZERS  # only the most recent settings are kept
+    assert list(kept.values())[0] not in facelens._by_settings.values()
     assert facelens.FaceAnalyzer is FaceAnalyzer and facelens.AnalyzerConfig is AnalyzerConfig
     with pytest.raises(AttributeError):
         facelens.no_such_attribute  # noqa: B018

@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 _default: FaceAnalyzer | None = None
+_by_settings: dict[str, FaceAnalyzer] = {}
+_KEEP_ANALYZERS = 4  # analyzers kept for the most recent distinct settings of analyze(image, **settings)
 
 
 def analyze(image: ImageSource, **settings: Any) -> ImageResult:
@@ -60,20 +62,26 @@ def analyze(image: ImageSource, **settings: Any) -> ImageResult:
 
     Args:
         image: A path, bytes, file object, numpy RGB array or PIL image.
-        **settings: Fields of :class:`AnalyzerConfig`; when given, a new analyzer is built for this call.
+        **settings: Fields of :class:`AnalyzerConfig`. The analyzer built for them is kept (for the last few
+            distinct settings), so calling this in a loop with the same settings loads the models once.
 
     Returns:
         The :class:`ImageResult` with one :class:`Face` per detected face.
 
     Raises:
-        FaceLensError: If the image cannot be read.
+        FaceLensError: If the image cannot be read, or a setting is out of range (:class:`InvalidSettings`).
 
     """
     global _default
     from .pipeline import FaceAnalyzer
 
     if settings:
-        return FaceAnalyzer(**settings).analyze(image)
+        key = repr(sorted(settings.items()))
+        analyzer = _by_settings.pop(key, None) or FaceAnalyzer(**settings)
+        _by_settings[key] = analyzer  # most recent last
+        while len(_by_settings) > _KEEP_ANALYZERS:
+            del _by_settings[next(iter(_by_settings))]
+        return analyzer.analyze(image)
     if _default is None:
         _default = FaceAnalyzer()
     return _default.analyze(image)
