@@ -3,12 +3,20 @@
 Resuming: results are appended as they complete (JSON Lines: one flushed line per image; Parquet: a folder of
 part files, each written atomically). On start the output is read back and inputs already present are skipped,
 so a run stopped by a crash or Ctrl-C continues where it stopped with nothing lost or duplicated. A partly
-written last JSON line (the process died mid-write) is cut off before appending.
+written last JSON line (the process died mid-write) is cut off before appending. An existing output that does not
+hold facelens results is refused, never changed. Inputs whose result is an error can be re-run (``retry_errors``):
+their error rows are removed first.
+
+Everything that can be checked before the first image is: the output, the inputs (none found is an error) and the
+settings (the analyzer is built once in this process, so a bad setting or head name stops the run with nothing
+written). Video files found in folders or globs are skipped and counted; a video named explicitly (or in a
+manifest) gets an ``unsupported_input`` result pointing to ``facelens analyze``.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import multiprocessing
 import os
@@ -20,28 +28,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import FaceLensError
-from .io import IMAGE_EXTENSIONS, expand_inputs
+from .errors import FaceLensError, UnsupportedInput
+from .io import IMAGE_EXTENSIONS, expand_inputs, is_video
+from .types import ImageResult
 
 MANIFEST_EXTENSIONS = (".txt", ".csv", ".parquet")
+OUTPUT_EXTENSIONS = (".jsonl", ".parquet")
+"""What ``output`` may end in: a JSON Lines file or a folder of Parquet part files."""
 
 
 def read_inputs(inputs: list[str]) -> list[str]:
     """Expand folders, globs, files and manifests (.txt: a path a line; .csv / .parquet: a ``path`` column).
 
-    Relative paths inside a manifest are taken relative to the manifest's folder.
+    Relative paths inside a manifest are taken relative to the manifest's folder. Video files found by scanning a
+    folder or glob are left out (see :func:`collect_inputs`).
+
+    Raises:
+        FaceLensError: If a manifest is malformed.
+    """
+    return collect_inputs(inputs)[0]
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[str], int]:
+    """Like :func:`read_inputs`, and also count the video files skipped in folder and glob scans.
+
+    Returns:
+        The de-duplicated input paths in order, and the number of distinct video files left out.
 
     Raises:
         FaceLensError: If a manifest is malformed.
     """
     out: list[str] = []
+    videos: set[str] = set()
     for item in inputs:
         p = Path(item)
         if p.is_file() and p.suffix.lower() in MANIFEST_EXTENSIONS and p.suffix.lower() not in IMAGE_EXTENSIONS:
             out.extend(str(_resolve(p.parent, x)) for x in _read_manifest(p))
-        else:
-            out.extend(str(x) for x in expand_inputs([item]))
-    return list(dict.fromkeys(out))  # de-duplicate, keep order
+            continue
+        scanned = p.is_dir() or (not p.exists() and glob.has_magic(item))
+        for x in expand_inputs([item]):
+            if scanned and is_video(x):
+                videos.add(str(x))
+            else:
+                out.append(str(x))
+    return list(dict.fromkeys(out)), len(videos)  # de-duplicate, keep order
 
 
 def _resolve(base: Path, x: str) -> Path:
@@ -51,11 +81,15 @@ def _resolve(base: Path, x: str) -> Path:
 
 def _read_manifest(p: Path) -> list[str]:
     suffix = p.suffix.lower()
-    if suffix == ".txt":
-        return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        if suffix == ".txt":
+            return [line.strip() for line in p.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        if suffix == ".csv":
+            with open(p, newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise FaceLensError(f"{p}: a manifest must be UTF-8 text (invalid byte at offset {exc.start})") from exc
     if suffix == ".csv":
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
         if not rows:
             return []
         header = [h.strip().lower() for h in rows[0]]
@@ -63,53 +97,124 @@ def _read_manifest(p: Path) -> list[str]:
         if col is None:
             raise FaceLensError(f"{p}: a CSV manifest needs a 'path' column (header: {rows[0]})")
         return [r[col] for r in rows[1:] if len(r) > col and r[col].strip()]
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise FaceLensError("Parquet manifests need pyarrow: pip install 'facelens[scale]'") from exc
+    _require_pyarrow("Parquet manifests")
+    import pyarrow.parquet as pq
+
     table = pq.read_table(p)
     if "path" not in table.column_names:
         raise FaceLensError(f"{p}: a Parquet manifest needs a 'path' column (columns: {table.column_names})")
     return [str(x) for x in table.column("path").to_pylist()]
 
 
+def _require_pyarrow(what: str) -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as exc:
+        raise FaceLensError(f"{what} need pyarrow: pip install 'facelens[scale]'") from exc
+
+
+_RESULT_START = b'{"path": '
+"""How every JSON line written by :class:`ResultSink` starts (``ImageResult.to_dict`` puts ``path`` first)."""
+
+
+def _is_result(line: bytes) -> dict[str, Any] | None:
+    """The parsed result if ``line`` is one JSON result object (path, faces, error), else None."""
+    try:
+        obj = json.loads(line)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    return obj if isinstance(obj, dict) and {"path", "faces", "error"} <= obj.keys() else None
+
+
 class ResultSink:
-    """Where results go: a JSON Lines file or a folder of Parquet parts. Knows which inputs are done."""
+    """Where results go: a JSON Lines file or a folder of Parquet parts. Knows which inputs are done.
+
+    Raises:
+        FaceLensError: If ``output`` does not end in .jsonl or .parquet, is a folder where a .jsonl file is
+            expected (or a file where a .parquet folder is), or is .parquet and pyarrow is missing.
+    """
 
     def __init__(self, output: Path, parquet_part_size: int = 1000) -> None:
+        output = Path(output)
+        suffix = output.suffix.lower()
+        if suffix not in OUTPUT_EXTENSIONS:
+            raise FaceLensError(
+                f"{output}: OUTPUT must be a .jsonl file or a .parquet folder (the last argument is the output)"
+            )
+        if suffix == ".jsonl" and output.is_dir():
+            raise FaceLensError(f"{output}: OUTPUT is a folder; a .jsonl output must be a file")
+        if suffix == ".parquet":
+            if output.exists() and not output.is_dir():
+                raise FaceLensError(f"{output}: a .parquet OUTPUT is a folder of part files, but this is a file")
+            _require_pyarrow("Parquet outputs")
         self.output = output
-        self.parquet = output.suffix.lower() == ".parquet"
+        self.parquet = suffix == ".parquet"
         self.part_size = parquet_part_size
         self._buffer: list[dict[str, Any]] = []
         self._fh = None
 
-    def done_paths(self) -> set[str]:
-        """Inputs that already have a complete result in the output (repairs a torn last JSON line)."""
+    def _foreign(self, why: str) -> FaceLensError:
+        msg = f"{self.output} exists but does not hold facelens batch results ({why})"
+        return FaceLensError(f"{msg}; choose another OUTPUT or delete it")
+
+    def done_paths(self, retry_errors: bool = False) -> set[str]:
+        """Inputs that already have a complete result in the output (repairs a torn last JSON line).
+
+        Args:
+            retry_errors: Remove the results that are errors from the output first, so those inputs run again.
+
+        Raises:
+            FaceLensError: If the output exists but holds something other than results (nothing is changed).
+        """
         if self.parquet:
-            return self._done_parquet()
+            return self._done_parquet(retry_errors)
         if not self.output.exists():
             return set()
         data = self.output.read_bytes()
         cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        if tail and not (tail.startswith(_RESULT_START) or _RESULT_START.startswith(tail)):
+            raise self._foreign("the text after the last line break is not a result")
+        results: list[tuple[bytes, dict[str, Any]]] = []
+        for i, line in enumerate(data[:cut].splitlines(), 1):
+            if not line.strip():
+                continue
+            obj = _is_result(line)
+            if obj is None:
+                raise self._foreign(f"line {i} is not a result")
+            results.append((line, obj))
         if cut != len(data):  # a torn last line from an interrupted run: drop it
             with open(self.output, "r+b") as fh:
                 fh.truncate(cut)
-        done = set()
-        for line in data[:cut].splitlines():
-            try:
-                done.add(json.loads(line)["path"])
-            except (ValueError, KeyError, TypeError):
-                continue
-        return done
+        if retry_errors and any(obj["error"] is not None for _, obj in results):
+            results = [(line, obj) for line, obj in results if obj["error"] is None]
+            tmp = self.output.with_name(f".{self.output.name}.tmp")
+            tmp.write_bytes(b"".join(line + b"\n" for line, _ in results))
+            os.replace(tmp, self.output)
+        return {obj["path"] for _, obj in results}
 
-    def _done_parquet(self) -> set[str]:
+    def _done_parquet(self, retry_errors: bool) -> set[str]:
         if not self.output.is_dir():
             return set()
+        import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         done: set[str] = set()
         for part in sorted(self.output.glob("part-*.parquet")):
-            done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+            try:
+                table = pq.read_table(part, columns=["path", "error"])
+            except (pa.ArrowException, OSError) as exc:
+                raise self._foreign(f"{part.name}: {exc}") from exc
+            paths, errors = table.column("path"), table.column("error")
+            if retry_errors and errors.null_count < len(errors):
+                table = pq.read_table(part)
+                table = table.filter(pc.is_null(table.column("error")))
+                tmp = part.with_name(f".{part.name}.tmp")
+                pq.write_table(table, tmp)
+                os.replace(tmp, part)
+                paths = table.column("path")
+            done.update(paths.to_pylist())
         return done
 
     def write(self, result: dict[str, Any]) -> None:
@@ -166,6 +271,7 @@ class BatchSummary:
 
     total: int = 0
     skipped_done: int = 0
+    videos_skipped: int = 0
     processed: int = 0
     faces: int = 0
     errors: Counter = field(default_factory=Counter)
@@ -184,6 +290,7 @@ class BatchSummary:
         return {
             "inputs": self.total,
             "already_done": self.skipped_done,
+            "videos_skipped": self.videos_skipped,
             "processed": self.processed,
             "faces": self.faces,
             "errors": dict(self.errors),
@@ -213,7 +320,15 @@ def _init_worker(settings: dict[str, Any]) -> None:
 
 def _analyze_path(path: str) -> dict[str, Any]:
     assert _worker_analyzer is not None
-    return _worker_analyzer.analyze_safe(path).to_dict()
+    return _analyze_one(_worker_analyzer, path)
+
+
+def _analyze_one(analyzer: Any, path: str) -> dict[str, Any]:
+    """One input's result; a video file (named explicitly or in a manifest) is an ``unsupported_input`` error."""
+    if is_video(path):
+        msg = f"{path}: videos are not supported by batch; use 'facelens analyze {path}'"
+        return ImageResult(path, 0, 0, (), msg, UnsupportedInput.code).to_dict()
+    return analyzer.analyze_safe(path).to_dict()
 
 
 def run_local(paths: list[str], settings: dict[str, Any], workers: int) -> Iterator[dict[str, Any]]:
@@ -241,7 +356,7 @@ class _RayAnalyzer:
         self.analyzer = FaceAnalyzer(**settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        results = [json.dumps(self.analyzer.analyze_safe(str(p)).to_dict()) for p in batch["path"]]
+        results = [json.dumps(_analyze_one(self.analyzer, str(p))) for p in batch["path"]]
         return {"path": list(batch["path"]), "result": results}
 
 
@@ -272,6 +387,19 @@ def run_ray(
         yield json.loads(row["result"])
 
 
+def check_settings(settings: dict[str, Any]) -> None:
+    """Build the analyzer once here, loading the detector and heads, so bad settings fail before any image.
+
+    Raises:
+        FaceLensError: If a setting is out of range or a detector or head model cannot be loaded.
+    """
+    from .pipeline import FaceAnalyzer
+
+    analyzer = FaceAnalyzer(**settings)
+    analyzer.detector  # noqa: B018 - loading is the check
+    analyzer.heads  # noqa: B018
+
+
 def run_batch(
     inputs: list[str],
     output: Path,
@@ -281,6 +409,7 @@ def run_batch(
     ray_address: str | None = None,
     progress: bool = True,
     limit: int | None = None,
+    retry_errors: bool = False,
 ) -> BatchSummary:
     """Analyse every input into ``output``, skipping inputs already there; returns the summary.
 
@@ -293,14 +422,25 @@ def run_batch(
         ray_address: Ray cluster address (``None``: start Ray locally).
         progress: Show a progress bar with rate and ETA on a terminal.
         limit: Process at most this many new inputs (for trials).
+        retry_errors: Re-run inputs whose earlier result is an error (their error results are removed first).
+
+    Raises:
+        FaceLensError: Before anything is written, if the output is unusable (see :class:`ResultSink`), no input
+            image is found, a manifest is malformed, the engine is unknown, or the settings are invalid.
     """
     settings = dict(settings or {})
     workers = workers or os.cpu_count() or 1
-    summary = BatchSummary()
-    all_paths = read_inputs(inputs)
-    summary.total = len(all_paths)
+    if engine not in ("local", "ray"):
+        raise FaceLensError(f"unknown engine {engine!r}; use 'local' or 'ray'")
     sink = ResultSink(output)
-    done = sink.done_paths()
+    summary = BatchSummary()
+    all_paths, summary.videos_skipped = collect_inputs(inputs)
+    if not all_paths:
+        videos = f" ({summary.videos_skipped} video file(s) skipped)" if summary.videos_skipped else ""
+        raise FaceLensError(f"no images found in {', '.join(map(str, inputs))}{videos}")
+    summary.total = len(all_paths)
+    check_settings(settings)
+    done = sink.done_paths(retry_errors)
     todo = [p for p in all_paths if p not in done]
     summary.skipped_done = len(all_paths) - len(todo)
     if limit is not None:
@@ -308,10 +448,8 @@ def run_batch(
     t0 = time.perf_counter()
     if engine == "ray":
         results: Iterable[dict[str, Any]] = run_ray(todo, settings, workers, ray_address)
-    elif engine == "local":
-        results = run_local(todo, settings, workers)
     else:
-        raise FaceLensError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+        results = run_local(todo, settings, workers)
     bar = None
     if progress and sys.stderr.isatty():
         try:

@@ -4,10 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..io import DEFAULT_MAX_PIXELS
+
+
+def _number(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], int | float]:
+    """An argparse ``type`` that parses ``kind`` and refuses values outside ``[low, high]`` (and NaN / infinity)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, not {text!r}"
+            ) from None
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+
+    return parse
+
+
+def _head_names(text: str) -> list[str]:
+    """``--heads a,b``: comma-separated head names or .onnx paths (the flag may also be repeated)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated head names")
+    return names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,42 +45,73 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="analyse many images into JSON Lines or Parquet; resumable; multi-process or Ray",
         description="Analyse INPUT (folders, globs, or manifests: .txt with a path per line, .csv/.parquet with "
         "a 'path' column) into OUTPUT (.jsonl file, or a .parquet folder of part files). Inputs already in OUTPUT "
-        "are skipped, so an interrupted run continues where it stopped. Prints a summary (images, faces, errors "
-        "by kind) as JSON at the end.",
+        "are skipped, so an interrupted run continues where it stopped; an existing OUTPUT that does not hold "
+        "batch results is refused. Video files found in folders are skipped (use 'facelens analyze VIDEO'). "
+        "Prints a summary (images, faces, errors by kind) as JSON at the end; the exit status is 1 if any image "
+        "failed, 2 for a usage or setup error (nothing is written then).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders, globs, files or manifests")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="results.jsonl or results.parquet (a folder)")
-    p.add_argument("--workers", type=int, default=None, help="processes / Ray actors (default: CPU cores)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local processes or Ray Data")
+    p.add_argument(
+        "--workers", type=_number(int, 1), default=None, help="processes / Ray actors (default: the CPU cores)"
+    )
+    p.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="local processes or Ray Data (default: local)"
+    )
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start Ray locally)")
-    p.add_argument("--heads", nargs="+", metavar="NAME", help="head models to use (default: all installed)")
+    p.add_argument(
+        "--heads", type=_head_names, action="append", metavar="NAME[,NAME...]",
+        help="head models to use, comma-separated or the flag repeated (default: all installed)",
+    )  # fmt: skip
     p.add_argument("--detect-only", action="store_true", help="skip the attribute heads")
-    p.add_argument("--min-score", type=float, default=0.6, help="minimum detection score (default 0.6)")
-    p.add_argument("--max-side", type=int, default=640, help="detector working resolution (0 = full size)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel limit per image")
-    p.add_argument("--limit", type=int, default=None, help="process at most N new inputs")
+    p.add_argument(
+        "--min-score", type=_number(float, 0.0, 1.0), default=0.6, help="minimum detection score, 0-1 (default: 0.6)"
+    )
+    p.add_argument(
+        "--max-side", type=_number(int, 0), default=640,
+        help="detector working resolution, longest side in px (default: 640; 0 = full size)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-pixels", type=_number(int, 1), default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels than this (default: {DEFAULT_MAX_PIXELS:,})",
+    )  # fmt: skip
+    p.add_argument(
+        "--limit", type=_number(int, 0), default=None, metavar="N", help="process at most N new inputs (default: all)"
+    )
+    p.add_argument(
+        "--retry-errors", action="store_true",
+        help="re-run inputs whose result in OUTPUT is an error (their error results are removed first)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the batch job; exit status 1 if any image failed."""
+    """Run the batch job; exit status 1 if any image failed, 2 if the job could not start."""
     from ..batch import run_batch
     from ..errors import FaceLensError
 
+    heads = [name for group in args.heads for name in group] if args.heads else None
     settings = {
         "score_threshold": args.min_score,
         "max_side": args.max_side or None,
         "max_pixels": args.max_pixels,
-        "heads": () if args.detect_only else (tuple(args.heads) if args.heads else None),
+        "heads": () if args.detect_only else (tuple(heads) if heads else None),
     }
     try:
         summary = run_batch(
             args.inputs, args.output, settings, workers=args.workers, engine=args.engine,
             ray_address=args.ray_address, progress=not args.no_progress, limit=args.limit,
+            retry_errors=args.retry_errors,
         )  # fmt: skip
     except FaceLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if summary.videos_skipped:
+        print(
+            f"note: skipped {summary.videos_skipped} video file(s) found in folders; batch analyses images "
+            "(use 'facelens analyze VIDEO' for videos)",
+            file=sys.stderr,
+        )
     print(json.dumps(summary.to_dict(), indent=2))
     return 1 if summary.errors else 0
