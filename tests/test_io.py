@@ -361,6 +361,7 @@ def test_empty_file(tmp_path: Path) -> None:
     with pytest.raises(UnreadableImage) as ei:
         load_image(p)
     _assert_error(ei, UnreadableImage, str(p))
+    assert str(ei.value).endswith(": empty file")
 
 
 def test_text_file_named_jpg(tmp_path: Path) -> None:

@@ -78,6 +78,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         path = Path(source)
         if not path.is_file():
             raise UnreadableImage(f"{name}: no such file" if not path.exists() else f"{name}: not a file")
+        if path.stat().st_size == 0:
+            raise UnreadableImage(f"{name}: empty file")
         try:
             with open(path, "rb") as fh:
                 return _decode(fh, name, max_pixels)
