@@ -4,38 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from ..io import DEFAULT_MAX_PIXELS
-
-
-def _number(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], int | float]:
-    """An argparse ``type`` that parses ``kind`` and refuses values outside ``[low, high]`` (and NaN / infinity)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'a whole number' if kind is int else 'a number'}, not {text!r}"
-            ) from None
-        if not math.isfinite(value) or value < low or (high is not None and value > high):
-            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
-        return value
-
-    return parse
-
-
-def _head_names(text: str) -> list[str]:
-    """``--heads a,b``: comma-separated head names or .onnx paths (the flag may also be repeated)."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("expected one or more comma-separated head names")
-    return names
+from . import head_names, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,30 +26,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders, globs, files or manifests")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="results.jsonl or results.parquet (a folder)")
     p.add_argument(
-        "--workers", type=_number(int, 1), default=None, help="processes / Ray actors (default: the CPU cores)"
+        "--workers", type=number(int, low=1), default=None, help="processes / Ray actors (default: the CPU cores)"
     )
     p.add_argument(
         "--engine", choices=["local", "ray"], default="local", help="local processes or Ray Data (default: local)"
     )
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start Ray locally)")
     p.add_argument(
-        "--heads", type=_head_names, action="append", metavar="NAME[,NAME...]",
+        "--heads", type=head_names, action="extend", metavar="NAME[,NAME...]",
         help="head models to use, comma-separated or the flag repeated (default: all installed)",
     )  # fmt: skip
     p.add_argument("--detect-only", action="store_true", help="skip the attribute heads")
     p.add_argument(
-        "--min-score", type=_number(float, 0.0, 1.0), default=0.6, help="minimum detection score, 0-1 (default: 0.6)"
+        "--min-score",
+        type=number(float, low=0.0, high=1.0),
+        default=0.6,
+        help="minimum detection score, 0-1 (default: 0.6)",
     )
     p.add_argument(
-        "--max-side", type=_number(int, 0), default=640,
+        "--max-side", type=number(int, low=0), default=640,
         help="detector working resolution, longest side in px (default: 640; 0 = full size)",
     )  # fmt: skip
     p.add_argument(
-        "--max-pixels", type=_number(int, 1), default=DEFAULT_MAX_PIXELS,
+        "--max-pixels", type=number(int, low=1), default=DEFAULT_MAX_PIXELS,
         help=f"refuse images with more pixels than this (default: {DEFAULT_MAX_PIXELS:,})",
     )  # fmt: skip
     p.add_argument(
-        "--limit", type=_number(int, 0), default=None, metavar="N", help="process at most N new inputs (default: all)"
+        "--limit",
+        type=number(int, low=0),
+        default=None,
+        metavar="N",
+        help="process at most N new inputs (default: all)",
     )
     p.add_argument(
         "--retry-errors", action="store_true",
@@ -91,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import run_batch
     from ..errors import FaceLensError
 
-    heads = [name for group in args.heads for name in group] if args.heads else None
+    heads = args.heads or None
     settings = {
         "score_threshold": args.min_score,
         "max_side": args.max_side or None,
