@@ -133,6 +133,12 @@ def test_array_float_nan_and_clipping() -> None:
     assert load_image(neg)[0, :, 0].tolist() == [0, 128]
 
 
+def test_array_float_in_the_0_255_range_is_not_clipped_to_white() -> None:
+    a = PATTERN.astype(np.float32)  # values up to 255: e.g. the result of OpenCV arithmetic on a uint8 image
+    assert np.array_equal(load_image(a), PATTERN)
+    assert load_image(np.array([[0.0, 1.5, 300.0]], np.float32))[0, :, 0].tolist() == [0, 2, 255]
+
+
 def test_array_bool() -> None:
     out = load_image(np.array([[False, True]]))
     assert out[0, :, 0].tolist() == [0, 255]

@@ -52,8 +52,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     Args:
         source: A path, encoded bytes, a binary file object, a PIL image, or a numpy array. Arrays are taken as
             RGB (not OpenCV's BGR): ``H x W`` gray, ``H x W x 1``, ``x 3`` or ``x 4`` (alpha dropped), uint8,
-            uint16 (scaled to 8 bits) or float in [0, 1] (clipped). A C-contiguous uint8 ``H x W x 3`` array is
-            returned as is, without a copy.
+            uint16 (scaled to 8 bits) or float: in [0, 1], or in [0, 255] when any value exceeds 1 (as float
+            TIFFs are read; clipped, NaN as 0). A C-contiguous uint8 ``H x W x 3`` array is returned as is, without
+            a copy.
         max_pixels: Refuse images with more pixels than this (``None``: no limit).
 
     Returns:
@@ -190,7 +191,7 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int | None) -> np.ndarra
     elif arr.dtype == np.uint16:
         a = _scale_to_uint8(arr, 65535.0)
     elif np.issubdtype(arr.dtype, np.floating):
-        a = _scale_to_uint8(arr, 1.0)
+        a = _scale_to_uint8(arr, None)  # [0, 1], or [0, 255] (e.g. OpenCV arithmetic on uint8 images)
     elif arr.dtype == np.bool_:
         a = arr.astype(np.uint8) * 255
     else:
