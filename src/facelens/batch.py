@@ -331,12 +331,20 @@ def _analyze_one(analyzer: Any, path: str) -> dict[str, Any]:
     return analyzer.analyze_safe(path).to_dict()
 
 
-def run_local(paths: list[str], settings: dict[str, Any], workers: int) -> Iterator[dict[str, Any]]:
-    """Analyse paths on ``workers`` processes (1: in this process); yields results as they complete."""
+def run_local(
+    paths: list[str], settings: dict[str, Any], workers: int, analyzer: Any = None
+) -> Iterator[dict[str, Any]]:
+    """Analyse paths on ``workers`` processes (1: in this process); yields results as they complete.
+
+    ``analyzer``: an already loaded :class:`~facelens.pipeline.FaceAnalyzer` with these settings, used instead of a
+    new one when everything runs in this process.
+    """
     if workers <= 1:
-        _init_worker(settings)
+        if analyzer is None:
+            _init_worker(settings)
+            analyzer = _worker_analyzer
         for p in paths:
-            yield _analyze_path(p)
+            yield _analyze_one(analyzer, p)
         return
     ctx = multiprocessing.get_context("spawn")
     settings = {**settings, "threads": settings.get("threads") or 1}
@@ -387,8 +395,11 @@ def run_ray(
         yield json.loads(row["result"])
 
 
-def check_settings(settings: dict[str, Any]) -> None:
+def check_settings(settings: dict[str, Any]) -> Any:
     """Build the analyzer once here, loading the detector and heads, so bad settings fail before any image.
+
+    Returns:
+        The loaded :class:`~facelens.pipeline.FaceAnalyzer` (the local engine reuses it with one worker).
 
     Raises:
         FaceLensError: If a setting is out of range or a detector or head model cannot be loaded.
@@ -398,6 +409,7 @@ def check_settings(settings: dict[str, Any]) -> None:
     analyzer = FaceAnalyzer(**settings)
     analyzer.detector  # noqa: B018 - loading is the check
     analyzer.heads  # noqa: B018
+    return analyzer
 
 
 def run_batch(
@@ -439,7 +451,7 @@ def run_batch(
         videos = f" ({summary.videos_skipped} video file(s) skipped)" if summary.videos_skipped else ""
         raise FaceLensError(f"no images found in {', '.join(map(str, inputs))}{videos}")
     summary.total = len(all_paths)
-    check_settings(settings)
+    checked = check_settings(settings)
     done = sink.done_paths(retry_errors)
     todo = [p for p in all_paths if p not in done]
     summary.skipped_done = len(all_paths) - len(todo)
@@ -449,7 +461,7 @@ def run_batch(
     if engine == "ray":
         results: Iterable[dict[str, Any]] = run_ray(todo, settings, workers, ray_address)
     else:
-        results = run_local(todo, settings, workers)
+        results = run_local(todo, settings, workers, analyzer=checked)
     bar = None
     if progress and sys.stderr.isatty():
         try:
