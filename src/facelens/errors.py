@@ -20,9 +20,18 @@ class UnreadableImage(FaceLensError):
 
 
 class ImageTooLarge(FaceLensError):
-    """The image has more pixels than the configured limit (protects against decompression bombs)."""
+    """The image has more pixels than the configured limit (protects against decompression bombs).
+
+    Attributes:
+        message: What was refused, without ``hint``.
+        hint: How the one who sets the limit can raise it ("" if none); shown in brackets after the message.
+    """
 
     code = "image_too_large"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.message, self.hint = message, hint
 
 
 class UnsupportedInput(FaceLensError):

@@ -101,8 +101,8 @@ def _check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> Non
         raise UnreadableImage(f"{name}: image has zero size {w}x{h}")
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLarge(
-            f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
-            "(raise it with max_pixels / --max-pixels if this image is legitimate)"
+            f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}",
+            hint="raise it with max_pixels / --max-pixels if this image is legitimate",
         )
 
 

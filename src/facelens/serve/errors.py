@@ -52,8 +52,8 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 def from_facelens_error(exc: FaceLensError) -> ApiError:
     """Map a library error to its HTTP answer (413 too large, 422 unreadable, 415 unsupported, 500 model)."""
-    if isinstance(exc, ImageTooLarge):  # the library's hint (raise --max-pixels) is the operator's, not the client's
-        return ApiError(413, exc.code, str(exc).split(" (raise it with", 1)[0])
+    if isinstance(exc, ImageTooLarge):  # its hint (raise --max-pixels) is for the operator, not the client
+        return ApiError(413, exc.code, exc.message)
     if isinstance(exc, UnreadableImage):
         return ApiError(422, exc.code, str(exc))
     if isinstance(exc, UnsupportedInput):
