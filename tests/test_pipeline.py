@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,10 +15,14 @@ import numpy as np
 import pytest
 
 import facelens
+import facelens.heads.runtime
+import facelens.pipeline
+from facelens.align import LOOSE_V1, Template
 from facelens.errors import FaceLensError, ImageTooLarge, InvalidSettings, ModelError
+from facelens.heads import HeadModel, HeadOutputs, ModelMetadata
 from facelens.labels import CELEBA_ATTRIBUTES, GENDERS, RACES
 from facelens.pipeline import AnalyzerConfig, FaceAnalyzer
-from facelens.types import Age, Face, ImageResult, Label
+from facelens.types import Age, Detection, Face, ImageResult, Label
 
 RESULT_KEYS = {"path", "width", "height", "faces", "error"}
 DETECTION_KEYS = {"box", "score", "landmarks"}
@@ -104,6 +110,60 @@ def test_heads_by_name_and_path(tiny_model_env: Path, tiny_model_path: Path, ast
     assert set(none.to_dict()["faces"][0]) == DETECTION_KEYS
     with pytest.raises(ModelError, match="tiny-test"):
         FaceAnalyzer(heads=("no-such-head",)).analyze(astronaut_path)
+
+
+def test_heads_with_the_same_crop_spec_share_one_alignment(
+    no_models_env: Path,
+    tmp_path: Path,
+    tiny_model_path: Path,
+    tiny_model_builder: Callable[..., Path],
+    tiny_metadata_factory: Callable[..., ModelMetadata],
+    astronaut_rgb: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flip = tiny_model_builder(tmp_path / "flip.onnx", test_time_flip=True, name="tiny-flip")
+    shifted = Template("shifted", tuple((x, y + 0.03) for x, y in LOOSE_V1.points))
+    meta = dataclasses.replace(tiny_metadata_factory(name="tiny-shifted"), alignment=shifted.to_dict())
+    other = tiny_model_builder(tmp_path / "shifted.onnx", props=meta.to_props())
+    analyzer = FaceAnalyzer(heads=(str(tiny_model_path), str(flip), str(other)))
+    heads = analyzer.heads
+    assert heads[0].crop_spec == heads[1].crop_spec == (LOOSE_V1, 16)
+    assert heads[2].crop_spec == (shifted, 16) and len({h.crop_spec for h in heads}) == 2  # hashable keys
+
+    aligned: list[tuple[int, str, int]] = []
+    real_align = facelens.heads.runtime.align_faces
+
+    def counting_align(image: np.ndarray, landmarks: list[np.ndarray], size: int, template: Template) -> np.ndarray:
+        aligned.append((size, template.name, len(landmarks)))
+        return real_align(image, landmarks, size, template)
+
+    merged: list[list[HeadOutputs]] = []
+    real_merge = facelens.pipeline._merge
+
+    def recording_merge(i: int, det: Detection, outputs: list[HeadOutputs]) -> Face:
+        merged.append(list(outputs))
+        return real_merge(i, det, outputs)
+
+    monkeypatch.setattr(facelens.heads.runtime, "align_faces", counting_align)
+    monkeypatch.setattr(facelens.pipeline, "_merge", recording_merge)
+    res = analyzer.analyze(astronaut_rgb)
+    assert len(res.faces) == 1
+    assert sorted(aligned) == [(16, "facelens-loose-v1", 1), (16, "shifted", 1)]  # once per spec, not per head
+
+    # Each head answers exactly as it does run on its own (which aligns for itself).
+    dets = [f.detection for f in res.faces]
+    aligned.clear()
+    alone = [h.run(astronaut_rgb, dets) for h in heads]
+    assert len(aligned) == 3
+    assert merged == [alone]
+    assert alone[0] != alone[1] and alone[0] != alone[2]  # the three heads really differ (flip; template)
+    assert res.faces[0].gender == (alone[0].gender or [None])[0]  # the first head that answers wins
+
+    # No face: nothing is aligned and no head runs.
+    aligned.clear()
+    monkeypatch.setattr(HeadModel, "run_crops", lambda self, crops: pytest.fail("a head ran without faces"))
+    assert analyzer.analyze(np.zeros((64, 64, 3), np.uint8)).faces == ()
+    assert aligned == []
 
 
 @pytest.mark.parametrize(

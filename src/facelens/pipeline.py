@@ -158,9 +158,27 @@ class FaceAnalyzer:
         return self.analyze_array(image, path=name)
 
     def analyze_array(self, image: np.ndarray, *, path: str | None = None, frame: int | None = None) -> ImageResult:
-        """Analyse an already decoded ``H x W x 3`` uint8 RGB image (the pipeline itself)."""
+        """Analyse an already decoded ``H x W x 3`` uint8 RGB image (the pipeline itself).
+
+        Detect; align the faces once per distinct :attr:`HeadModel.crop_spec` (template and input size) among the
+        heads; run and decode each head on its crops, all faces in one batch; merge the answers into faces. Without
+        faces nothing is aligned and no head runs.
+
+        Args:
+            image: The image.
+            path: Name to report in the result.
+            frame: Frame number to report (video).
+
+        Returns:
+            The result, with one :class:`Face` per detected face.
+
+        """
         detections = self.detect(image)
-        outputs = [head.run(image, detections) for head in self.heads]
+        heads = self.heads  # loaded (a bad name refused) even for an image without faces, as before
+        if not detections:
+            return ImageResult(path, image.shape[1], image.shape[0], (), frame=frame)
+        crops = {spec: spec.align(image, detections) for spec in dict.fromkeys(h.crop_spec for h in heads)}
+        outputs = [head.decode(head.run_crops(crops[head.crop_spec])) for head in heads]
         faces = tuple(_merge(i, det, outputs) for i, det in enumerate(detections))
         return ImageResult(path, image.shape[1], image.shape[0], faces, frame=frame)
 

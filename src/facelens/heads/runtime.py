@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,6 +64,26 @@ def _graph_mismatch(meta: ModelMetadata, inputs: dict[str, list], outputs: list)
     return None
 
 
+class CropSpec(NamedTuple):
+    """How a head model wants its faces cropped: an alignment template and a square crop size.
+
+    Hashable, so heads that share one can share the crops: :class:`facelens.pipeline.FaceAnalyzer` aligns each
+    image's faces once per distinct spec among its heads.
+
+    Attributes:
+        template: The canonical landmark layout the model was trained with.
+        size: Side of the square crop in pixels (the model's input size).
+
+    """
+
+    template: Template
+    size: int
+
+    def align(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """Aligned ``(N, size, size, 3)`` uint8 crops of the detected faces of an RGB image."""
+        return align_faces(image, [d.landmarks.to_array() for d in detections], self.size, self.template)
+
+
 @dataclass(frozen=True)
 class HeadOutputs:
     """Decoded predictions for a batch of faces; each list has one entry per face, or is None if not answered."""
@@ -76,7 +97,10 @@ class HeadOutputs:
 class HeadModel:
     """An ONNX head model with its metadata: aligns faces, batches them, runs, and decodes.
 
-    The ONNX Runtime session is created on first use. ``run`` is safe to call from several threads.
+    The steps are separate so that heads with the same :attr:`crop_spec` can share one alignment:
+    ``crops = head.crop_spec.align(image, detections)``, then ``head.decode(head.run_crops(crops))`` per head;
+    :meth:`run` does all three for one head. The ONNX Runtime session is created on first use. ``run`` and
+    ``run_crops`` are safe to call from several threads.
 
     Args:
         path: The ``.onnx`` file.
@@ -109,6 +133,11 @@ class HeadModel:
         """Tasks the model answers (age, gender, race, attributes)."""
         return self.metadata.tasks
 
+    @property
+    def crop_spec(self) -> CropSpec:
+        """The alignment template and input size of the model: heads with equal specs take the same crops."""
+        return CropSpec(self.template, self.metadata.input.size)
+
     def _get_session(self):  # noqa: ANN202 - onnxruntime type
         if self._session is None:
             with self._lock:
@@ -125,10 +154,12 @@ class HeadModel:
                     self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         return self._session
 
-    def align(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
-        """Aligned ``(N, S, S, 3)`` uint8 crops of the detected faces, as this model expects them."""
-        lms = [d.landmarks.to_array() for d in detections]
-        return align_faces(image, lms, self.metadata.input.size, self.template)
+    def align(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """Aligned ``(N, S, S, 3)`` uint8 crops of the detected faces, as this model expects them.
+
+        The same as ``self.crop_spec.align(image, detections)``.
+        """
+        return self.crop_spec.align(image, detections)
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
         """Normalise ``(N, S, S, 3)`` uint8 RGB crops into the model's float32 NCHW input."""
@@ -167,8 +198,17 @@ class HeadModel:
             attrs = [{n: float(v) for n, v in zip(names, p, strict=True)} for p in probs["attributes"]]
         return HeadOutputs(age, gender, race, attrs)
 
-    def run(self, image: np.ndarray, detections: list[Detection]) -> HeadOutputs:
-        """Align, run and decode all faces of one image in a single batch."""
+    def run(self, image: np.ndarray, detections: Sequence[Detection]) -> HeadOutputs:
+        """Align, run and decode all faces of one image in a single batch (one head; see :attr:`crop_spec`).
+
+        Args:
+            image: ``H x W x 3`` uint8 RGB image.
+            detections: The faces to analyse.
+
+        Returns:
+            One prediction per face for each task the model answers; empty (the model not run) without faces.
+
+        """
         if not detections:
             return HeadOutputs()
         return self.decode(self.run_crops(self.align(image, detections)))
