@@ -11,6 +11,9 @@ Everything that can be checked before the first image is: the output, the inputs
 settings (the analyzer is built once in this process, so a bad setting or head name stops the run with nothing
 written). Video files found in folders or globs are skipped and counted; a video named explicitly (or in a
 manifest) gets an ``unsupported_input`` result pointing to ``facelens analyze``.
+
+An input that kills its worker process (a native crash in a decoder, the out-of-memory killer) gets a
+``worker_crashed`` result and the batch goes on: see :func:`pool_map`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import multiprocessing
 import os
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,13 +306,21 @@ class BatchSummary:
 
 # ---- local multi-process engine -------------------------------------------------------------------------------
 
+WORKER_CRASHED = "worker_crashed"
+"""``error_code`` of an input whose worker process died while analysing it, twice (see :func:`pool_map`)."""
+
 _worker_analyzer = None
+_worker_error: str | None = None
+
+
+class WorkerStartError(FaceLensError):
+    """A batch worker process could not build its analyzer (the batch stops: every input would fail alike)."""
+
+    code = "worker_start_error"
 
 
 def _init_worker(settings: dict[str, Any]) -> None:
-    global _worker_analyzer
-    from .pipeline import FaceAnalyzer
-
+    global _worker_analyzer, _worker_error
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import cv2
@@ -315,11 +328,17 @@ def _init_worker(settings: dict[str, Any]) -> None:
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    _worker_analyzer = FaceAnalyzer(**settings)
+    try:
+        from .pipeline import FaceAnalyzer
+
+        _worker_analyzer = FaceAnalyzer(**settings)
+    except Exception as exc:  # noqa: BLE001 - an initializer that raises breaks the pool; the first task reports it
+        _worker_error = f"{type(exc).__name__}: {exc}"
 
 
 def _analyze_path(path: str) -> dict[str, Any]:
-    assert _worker_analyzer is not None
+    if _worker_analyzer is None:
+        raise WorkerStartError(f"a batch worker process could not build its analyzer: {_worker_error}")
     return _analyze_one(_worker_analyzer, path)
 
 
@@ -338,18 +357,107 @@ def run_local(
 
     ``analyzer``: an already loaded :class:`~facelens.pipeline.FaceAnalyzer` with these settings, used instead of a
     new one when everything runs in this process.
+
+    Raises:
+        WorkerStartError: If the worker processes cannot build their analyzer.
     """
     if workers <= 1:
         if analyzer is None:
-            _init_worker(settings)
-            analyzer = _worker_analyzer
+            from .pipeline import FaceAnalyzer
+
+            analyzer = FaceAnalyzer(**settings)
         for p in paths:
             yield _analyze_one(analyzer, p)
         return
-    ctx = multiprocessing.get_context("spawn")
     settings = {**settings, "threads": settings.get("threads") or 1}
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-        yield from pool.imap_unordered(_analyze_path, paths, chunksize=8)
+    yield from pool_map(_analyze_path, paths, workers, _init_worker, (settings,))
+
+
+def pool_map(
+    task: Callable[[str], dict[str, Any]],
+    paths: Iterable[str],
+    workers: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> Iterator[dict[str, Any]]:
+    """Run ``task(path)`` on ``workers`` spawned processes; yields each result (an ImageResult dict) as it completes.
+
+    A worker process that dies (a native crash in a decoder, the out-of-memory killer) loses the results of every
+    input then in flight, not only its own. Those inputs are run again one at a time, each alone in a worker, so
+    only an input that kills its worker a second time gets an error result (``worker_crashed``); the rest of the
+    batch goes on in a fresh pool. (``multiprocessing.Pool`` waited forever for a lost result.)
+
+    Raises:
+        Exception: Whatever ``task`` raises (a task turns an input's own failure into a result, so this stops the
+            batch only for failures that would hit every input, such as :class:`WorkerStartError`).
+    """
+    todo, analysed, crashed = deque(paths), 0, 0
+    while todo:
+        lost: deque[str] = deque()
+        for path, result in _pool_pass(task, todo, workers, 2 * workers, initializer, initargs):
+            if result is None:
+                lost.append(path)
+            else:
+                analysed += 1
+                yield result
+        while lost:  # alone in a one-process pool, one input in flight: a crash is that input's own
+            for path, result in _pool_pass(task, lost, 1, 1, initializer, initargs):
+                if result is None:
+                    crashed += 1
+                    if analysed == 0 and crashed >= 3:
+                        raise WorkerStartError(
+                            "the batch worker processes died on each of the first 3 inputs and analysed none "
+                            "(run with one worker to see the failure in this process)"
+                        )
+                    result = _crashed(path)
+                else:
+                    analysed += 1
+                yield result
+
+
+def _pool_pass(
+    task: Callable[[str], dict[str, Any]],
+    todo: deque[str],
+    workers: int,
+    in_flight: int,
+    initializer: Callable[..., None] | None,
+    initargs: tuple[Any, ...],
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """Take inputs from ``todo`` into one pool until it is empty or a worker dies; yields ``(path, result)``.
+
+    ``result`` is None for each input whose result the death of a worker lost; the inputs not yet submitted stay in
+    ``todo``.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs)
+    running: dict[Future, str] = {}
+    broken = False
+    try:
+        while running or (todo and not broken):
+            while todo and not broken and len(running) < in_flight:
+                path = todo.popleft()
+                try:
+                    running[pool.submit(task, path)] = path
+                except BrokenProcessPool:
+                    todo.appendleft(path)
+                    broken = True
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                path = running.pop(fut)
+                if isinstance(fut.exception(), BrokenProcessPool):
+                    broken = True
+                    yield path, None
+                else:
+                    yield path, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _crashed(path: str) -> dict[str, Any]:
+    msg = f"{path}: the worker process analysing this input died (a crash in a decoder, or out of memory)"
+    return ImageResult(path, 0, 0, (), msg, WORKER_CRASHED).to_dict()
 
 
 # ---- Ray engine ----------------------------------------------------------------------------------------------

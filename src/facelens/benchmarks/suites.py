@@ -286,7 +286,6 @@ def run_folder_bench(
         with tempfile.TemporaryDirectory(prefix="facelens-bench-") as tmp:
             make_chips(Path(tmp) / "chips", chips)
             return run_folder_bench(repeat, model, Path(tmp) / "chips", chips, processes)
-    import cv2
 
     from ..batch import read_inputs, run_batch
 
@@ -297,7 +296,6 @@ def run_folder_bench(
     quarter = max(1, n // 4)
     settings = {"heads": heads_setting(model)}
     out: list[Row] = []
-    prev_threads, prev_omp = cv2.getNumThreads(), os.environ.get("OMP_NUM_THREADS")
     with tempfile.TemporaryDirectory(prefix="facelens-bench-out-") as tmp:
 
         def once(workers: int, limit: int | None) -> tuple[float, int]:
@@ -308,29 +306,21 @@ def run_folder_bench(
             dest.unlink(missing_ok=True)
             return seconds, summary.faces
 
-        try:
-            for w in processes:
-                once(w, None)  # warm-up: file cache, imports
-                full, part, faces = [], [], 0
-                for _ in range(max(1, repeat)):
-                    s, faces = once(w, None)
-                    full.append(s)
-                    part.append(once(w, quarter)[0])
-                t_full, t_part = float(np.median(full)), float(np.median(part))
-                note = f"{faces} face(s) in {n} chips"
-                if t_full > t_part:
-                    steady = (n - quarter) / (t_full - t_part)
-                    note += f"; steady ≈ {steady:.0f} chips/s, start-up ≈ {max(0.0, t_full - n / steady):.2f} s"
-                out.append(
-                    summarize(FOLDER.format(w), [1000 * s for s in full], note, group="folder", items=n, unit="chip")
-                )
-        finally:
-            # run_batch with one worker runs in this process and sets OpenCV to one thread: undo that.
-            cv2.setNumThreads(prev_threads)
-            if prev_omp is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = prev_omp
+        for w in processes:
+            once(w, None)  # warm-up: file cache, imports
+            full, part, faces = [], [], 0
+            for _ in range(max(1, repeat)):
+                s, faces = once(w, None)
+                full.append(s)
+                part.append(once(w, quarter)[0])
+            t_full, t_part = float(np.median(full)), float(np.median(part))
+            note = f"{faces} face(s) in {n} chips"
+            if t_full > t_part:
+                steady = (n - quarter) / (t_full - t_part)
+                note += f"; steady ≈ {steady:.0f} chips/s, start-up ≈ {max(0.0, t_full - n / steady):.2f} s"
+            out.append(
+                summarize(FOLDER.format(w), [1000 * s for s in full], note, group="folder", items=n, unit="chip")
+            )
     return out
 
 
