@@ -136,6 +136,13 @@ def test_non_utf8_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     assert code == 2 and "must be UTF-8" in err and "Traceback" not in err
 
 
+def test_corrupt_parquet_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyarrow")
+    (tmp_path / "m.parquet").write_bytes(b"PAR1 not really parquet")
+    code, _, err = _run(capsys, "batch", str(tmp_path / "m.parquet"), str(tmp_path / "o.jsonl"), *FAST)
+    assert code == 2 and "not a readable Parquet manifest" in err and "Traceback" not in err
+
+
 def test_csv_manifest_with_byte_order_mark(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_bytes("path,id\nx.jpg,1\n".encode("utf-8-sig"))
     assert read_inputs([str(tmp_path / "m.csv")]) == [str(tmp_path / "x.jpg")]

@@ -103,9 +103,13 @@ def _read_manifest(p: Path) -> list[str]:
             raise FaceLensError(f"{p}: a CSV manifest needs a 'path' column (header: {rows[0]})")
         return [r[col] for r in rows[1:] if len(r) > col and r[col].strip()]
     _require_pyarrow("Parquet manifests")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(p)
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowException, OSError) as exc:
+        raise FaceLensError(f"{p}: not a readable Parquet manifest ({exc})") from exc
     if "path" not in table.column_names:
         raise FaceLensError(f"{p}: a Parquet manifest needs a 'path' column (columns: {table.column_names})")
     return [str(x) for x in table.column("path").to_pylist()]
