@@ -126,6 +126,63 @@ def test_missing_path_and_glob(capsys: pytest.CaptureFixture[str], no_models_env
     assert len(objs) == 2 and all(o["error_code"] == "unreadable_image" for o in objs)
 
 
+def _symlinks(tmp_path: Path) -> tuple[Path, Path]:
+    """``loop -> loop`` and ``dangling.jpg -> gone.jpg`` in tmp_path (skips where links cannot be made)."""
+    loop, dangling = tmp_path / "loop", tmp_path / "dangling.jpg"
+    try:
+        loop.symlink_to("loop")
+        dangling.symlink_to("gone.jpg")
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links cannot be created here")
+    return loop, dangling
+
+
+def test_symlink_loop_and_broken_symlink_named_as_such(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_path: Path
+) -> None:
+    loop, dangling = _symlinks(tmp_path)
+    code, out, err = _run(capsys, "detect", str(loop), str(dangling), str(tmp_path / "missing.jpg"))
+    assert code == 1 and "3 of 3 input(s) failed" in err
+    assert out.splitlines() == [
+        f"{loop}: ERROR {loop}: symbolic link loop (cannot be resolved)",
+        f"{dangling}: ERROR {dangling}: broken symbolic link (its target does not exist)",
+        f"{tmp_path / 'missing.jpg'}: ERROR {tmp_path / 'missing.jpg'}: no such file",
+    ]
+    code, out, _ = _run(capsys, "detect", "--json", str(loop))
+    assert code == 1 and _jsonl(out)[0]["error_code"] == "unreadable_image"  # same kind as other unusable inputs
+    code, out, err = _run(capsys, "eval", "detection-rate", str(loop), str(dangling))
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: {loop}: symbolic link loop (cannot be resolved)",
+        f"error: {dangling}: broken symbolic link (its target does not exist)",
+    ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no newline or tab in Windows file names")
+def test_text_output_escapes_control_characters_in_names(
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_path: Path, astronaut_path: Path
+) -> None:
+    data = astronaut_path.read_bytes()
+    names = ["a\nb.jpg", "c\td.jpg", "e\x1b[31mf.jpg", "Zoë photo.jpg"]
+    for name in names:
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "bad\nname.jpg").write_text("not a JPEG")
+    code, out, err = _run(capsys, "detect", str(tmp_path))
+    assert code == 1 and "1 of 5 input(s) failed" in err
+    results = [line for line in out.splitlines() if not line.startswith(" ")]
+    nl, bad, tab, esc = (repr(str(tmp_path / n)) for n in ["a\nb.jpg", "bad\nname.jpg", "c\td.jpg", "e\x1b[31mf.jpg"])
+    assert results == [  # one line per input, sorted by name; an ordinary name unchanged, the others repr()
+        f"{tmp_path / 'Zoë photo.jpg'}: 512x512, 1 face(s)",
+        f"{nl}: 512x512, 1 face(s)",
+        f"{bad}: ERROR {bad}: not a recognised image format",
+        f"{tab}: 512x512, 1 face(s)",
+        f"{esc}: 512x512, 1 face(s)",
+    ]
+    assert "\x1b" not in out and "\t" not in out
+    code, out, _ = _run(capsys, "detect", "--json", str(tmp_path))  # JSON already escapes: names as they are
+    assert sorted(o["path"] for o in _jsonl(out)) == sorted(str(tmp_path / n) for n in [*names, "bad\nname.jpg"])
+
+
 def test_csv(capsys: pytest.CaptureFixture[str], tiny_model_env: Path, mixed_folder: Path) -> None:
     code, out, _ = _run(capsys, "analyze", str(mixed_folder), "--csv")
     assert code == 1

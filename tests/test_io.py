@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from facelens.errors import FaceLensError, ImageTooLarge, UnreadableImage, UnsupportedInput
-from facelens.io import DEFAULT_MAX_PIXELS, describe, expand_inputs, is_video, load_image
+from facelens.io import DEFAULT_MAX_PIXELS, describe, expand_inputs, is_video, link_problem, load_image
 
 H, W = 24, 40
 
@@ -345,6 +345,26 @@ def test_missing_file(tmp_path: Path) -> None:
         load_image(p)
     _assert_error(ei, UnreadableImage, str(p))
     assert ei.value.code == "unreadable_image"
+
+
+def test_symlink_loop_and_broken_symlink_say_so(tmp_path: Path) -> None:
+    loop, dangling = tmp_path / "loop", tmp_path / "dangling.jpg"
+    try:
+        loop.symlink_to("loop")
+        dangling.symlink_to("gone.jpg")
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links cannot be created here")
+    with pytest.raises(UnreadableImage, match=r"loop: symbolic link loop \(cannot be resolved\)$") as ei:
+        load_image(loop)
+    assert ei.value.code == "unreadable_image"
+    with pytest.raises(UnreadableImage, match=r"dangling\.jpg: broken symbolic link \(its target does not exist\)$"):
+        load_image(dangling)
+    assert link_problem(loop / "x.jpg") == "symbolic link loop (cannot be resolved)"  # a loop on the way
+    assert link_problem(tmp_path / "nope.jpg") is None
+    with pytest.raises(UnreadableImage, match=r"nope\.jpg: no such file$"):
+        load_image(tmp_path / "nope.jpg")
+    # passed on by expand_inputs like any missing path, to be reported as that input's error
+    assert list(expand_inputs([str(loop), str(dangling)])) == [loop, dangling]
 
 
 def test_directory(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ decompression bomb costs nothing. Every failure is a :class:`~facelens.errors.Fa
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import threading
@@ -78,7 +79,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise UnreadableImage(f"{name}: no such file" if not path.exists() else f"{name}: not a file")
+            why = (link_problem(path) or "no such file") if not path.exists() else "not a file"
+            raise UnreadableImage(f"{name}: {why}")
         if path.stat().st_size == 0:
             raise UnreadableImage(f"{name}: empty file")
         try:
@@ -93,6 +95,29 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     if hasattr(source, "read"):
         return _decode(source, name, max_pixels)
     raise UnsupportedInput(f"cannot read an image from {type(source).__name__}")
+
+
+def link_problem(path: str | os.PathLike) -> str | None:
+    """Why a path that does not exist cannot be followed, if a symbolic link is the reason.
+
+    ``Path.exists()`` is False for a symbolic link loop (``ln -s loop loop``) and for a link whose target is
+    missing; this tells them apart from a plain missing path, so messages can say what is wrong.
+
+    Args:
+        path: A path for which ``Path.exists()`` is False.
+
+    Returns:
+        ``"symbolic link loop (cannot be resolved)"``, ``"broken symbolic link (its target does not exist)"``,
+        or ``None`` when no symbolic link is at fault (the path is simply missing).
+    """
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (cannot be resolved)"
+        if os.path.islink(path):
+            return "broken symbolic link (its target does not exist)"
+    return None
 
 
 def _check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> None:

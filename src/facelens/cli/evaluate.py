@@ -132,7 +132,10 @@ def _register_head_evals(esub: argparse._SubParsersAction) -> None:
         "held-out UTKFace images and prints age MAE, gender accuracy, faces found and ms per image side by side.",
     )
     p.add_argument("--root", type=Path, required=True, help="UTKFace folder")
-    p.add_argument("--split", choices=("val", "test", "all"), default="val", help="split (default val)")
+    p.add_argument(
+        "--split", choices=("val", "test", "all"), default="test",
+        help="which split (default: test, the held-out split the model card and README report)",
+    )  # fmt: skip
     _add_split_options(p, "facelens head")
     p.set_defaults(func=run_peer, eval_dataset="peer")
 

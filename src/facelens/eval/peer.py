@@ -194,7 +194,7 @@ class _Run:
 def compare_age_gender(
     root: str | Path,
     *,
-    split: str = "val",
+    split: str = "test",
     recipe: str | Path | None = None,
     model: str | None = None,
     limit: int | None = None,
@@ -208,7 +208,8 @@ def compare_age_gender(
 
     Args:
         root: UTKFace folder.
-        split: ``"val"``, ``"test"`` or ``"all"`` (the training split is reproduced as by ``facelens eval``).
+        split: ``"test"`` (default, the held-out split), ``"val"`` or ``"all"`` (the training split is reproduced
+            as by ``facelens eval``).
         recipe: Training recipe whose split to reproduce (default: the training defaults).
         model: facelens head model name or ``.onnx`` path (default: every installed model).
         limit: Use a seeded random subset of this many images.
