@@ -114,7 +114,7 @@ def test_interrupted_sweep_resumes_the_trial(
         _interrupt_second_epoch(m, nth=2)  # trial 1, after its first epoch
         with pytest.raises(KeyboardInterrupt):
             main(argv)
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'sweeps' / 's.db'}")
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}")  # in the run folder
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
     interrupted = study.trials[1]
     assert main(argv) == 0

@@ -43,7 +43,11 @@ def _common(p: argparse.ArgumentParser, limits: bool = True) -> None:
 def _run_options(p: argparse.ArgumentParser, limits: bool = True) -> None:
     p.add_argument("--name", default="", help="experiment name (default: from the recipe and options)")
     p.add_argument("--out", default="", help="run folder (default: runs/{cv,ablations,sweeps,transfer}/<name>)")
-    p.add_argument("--cache", default=None, help="use this finished cache folder instead of the recipe's")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="use this finished cache folder instead of the recipe's (only read: views go to the run folder's views/)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of folds and subsampling (default 0)")
     if limits:
         p.add_argument("--max-train", type=int, default=None, help="cap on training rows (seeded, stratified)")
@@ -54,7 +58,12 @@ def _run_options(p: argparse.ArgumentParser, limits: bool = True) -> None:
     )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     p.add_argument("--no-log-model", action="store_true", help="do not attach best.pt to the MLflow runs")
-    p.add_argument("--fresh", action="store_true", help="reuse a run folder that holds a different experiment")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over in the run folder: remove what an earlier experiment wrote there (its own files only; "
+        "a folder holding other files is refused) and, for a sweep, its study",
+    )
     p.add_argument("--progress", action="store_true", help="show the engine's progress bars")
 
 
@@ -90,7 +99,12 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--trials", type=int, default=10, help="finished trials to reach (default 10)")
     p.add_argument("--sampler", choices=("tpe", "grid"), default="tpe")
-    p.add_argument("--storage", default="", help="Optuna storage URL (default sqlite:///runs/sweeps/NAME.db)")
+    p.add_argument(
+        "--storage",
+        default="",
+        help="Optuna storage URL (default: sqlite:///OUT/study.db, in the run folder); a study of another "
+        "experiment setup is refused",
+    )
     p.add_argument("--no-prune", action="store_true", help="disable the median pruner")
     p.add_argument("--best-out", default="", help="also write the best recipe here")
 
@@ -156,16 +170,32 @@ def _limits(args: argparse.Namespace) -> Any:
     return Limits(args.max_train, args.max_val, args.max_test, args.seed)
 
 
+def _out(args: argparse.Namespace, kind: str, name: str) -> Path:
+    """The run folder: ``--out``, else ``runs/{cv,ablations,sweeps,transfer}/<name>``."""
+    folder = {"cv": "cv", "ablation": "ablations", "sweep": "sweeps", "transfer": "transfer"}[kind]
+    return Path(args.out) if args.out else Path("runs") / folder / name
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse an unknown ``--task`` / ``--age-scheme`` or an unfinished ``--cache`` before the folder is claimed."""
+    from ..experiments.records import ExperimentError
+    from ..experiments.selection import get_task
+
+    get_task(args.task, args.age_scheme)
+    if args.cache is not None and not (Path(args.cache) / "meta.json").is_file():
+        raise ExperimentError(f"--cache {args.cache}: not a finished cache folder (no meta.json)")
+
+
 def _begin(args: argparse.Namespace, kind: str, name: str, options: dict[str, Any], **recipes: Any) -> tuple[Path, Any]:
     """Open the run folder and the tracker (MLflow experiment ``facelens-<kind>``) of an experiment.
 
-    The folder's setup, which a resumed run must match, is the recipes, the options and the cache.
+    The folder's setup, which a resumed run must match, is the recipes, the options and the cache. The commands
+    check their options before this, so that a command refused for one claims no folder.
     """
     from ..experiments.records import begin_experiment, recipe_dict
     from ..experiments.tracking import create_tracker
 
-    folder = {"cv": "cv", "ablation": "ablations", "sweep": "sweeps", "transfer": "transfer"}[kind]
-    out = Path(args.out) if args.out else Path("runs") / folder / name
+    out = _out(args, kind, name)
     setup = {**{k: recipe_dict(v) for k, v in recipes.items()}, "options": options, "cache": args.cache}
     out = begin_experiment(out, kind, name, command_line(args), setup, fresh=args.fresh)
     tracker = create_tracker(args.tracking, args.tracking_uri, f"facelens-{kind}", log_model=not args.no_log_model)
@@ -201,6 +231,7 @@ def run_cv(args: argparse.Namespace) -> int:
     from ..experiments.cv import run_cv as _run
 
     config = _load(args.config, args.overrides)
+    _check_options(args)
     opts = CVOptions(
         args.folds,
         args.task,
@@ -220,11 +251,15 @@ def run_cv(args: argparse.Namespace) -> int:
 @_guarded
 def run_ablate(args: argparse.Namespace) -> int:
     """Run ``facelens ablate``."""
-    from ..experiments.ablation import AUGMENT_ARMS, AblationOptions, run_ablation
+    from ..experiments.ablation import AUGMENT_ARMS, AblationOptions, arm_configs, run_ablation
+    from ..train.models import check_arch_options
 
     config = _load(args.config, args.overrides)
+    _check_options(args)
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) or tuple(AUGMENT_ARMS)
     opts = AblationOptions(args.task, arms, tuple(args.vary), _limits(args), args.age_scheme, args.single_task)
+    for _, arm in arm_configs(config, opts):  # unknown arms, malformed or impossible --vary: before the folder
+        check_arch_options(arm.model.arch, arm.model.options)
     name = args.name or f"{config.name}-{args.task}-" + ("vary" if args.vary else "augment")
     out, tracker = _begin(args, "ablation", name, asdict(opts), config=config)
     run_ablation(config, opts, out, args.cache, tracker, args.progress)
@@ -234,10 +269,11 @@ def run_ablate(args: argparse.Namespace) -> int:
 @_guarded
 def run_sweep(args: argparse.Namespace) -> int:
     """Run ``facelens sweep``."""
-    from ..experiments.sweep import SweepOptions
+    from ..experiments.sweep import SweepOptions, check_study, default_storage, study_fingerprint
     from ..experiments.sweep import run_sweep as _run
 
     config = _load(args.config, args.overrides)
+    _check_options(args)
     name = args.name or f"{config.name}-{args.task}-{args.sampler}"
     opts = SweepOptions(
         name,
@@ -251,8 +287,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         age_scheme=args.age_scheme,
         single_task=args.single_task,
     )
+    out = _out(args, "sweep", name)
+    storage = opts.storage or default_storage(out, name)
+    check_study(storage, name, study_fingerprint(config, opts, args.cache), out, args.fresh)  # before claiming out
     out, tracker = _begin(args, "sweep", name, {**asdict(opts), "trials": None}, config=config)  # more --trials later
-    summary = _run(config, opts, out, args.cache, tracker, args.progress)  # extends the same sweep
+    summary = _run(config, opts, out, args.cache, tracker, args.progress, fresh=args.fresh)  # extends the sweep
     if args.best_out:
         Path(args.best_out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "best.yaml", args.best_out)
@@ -269,6 +308,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     a = _load(args.pretrain, args.overrides)
     b = _load(args.finetune, args.overrides)
+    _check_options(args)
     opts = TransferOptions(
         args.task,
         not args.no_gray,
@@ -287,7 +327,16 @@ def run_transfer(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """Run ``facelens report``."""
     from ..experiments.report import render_report
+    from . import prepare_output
 
+    output = Path(args.output)
+    problem = prepare_output(output, "-o")
+    files = output.parent / f"{output.stem}_files"
+    if problem is None and (files.exists() or files.is_symlink()) and not files.is_dir():
+        problem = f"-o {output}: its plot folder {files} exists and is not a folder"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     note = args.note
     if note.startswith("@"):
         note = Path(note[1:]).read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .common import Limits, experiment_view
+from .common import Limits, experiment_view, metrics_line
 from .records import ExperimentError, write_json
 from .runner import ModelResult, train_and_evaluate, with_out_dir
 from .selection import get_task
@@ -107,7 +107,7 @@ def run_ablation(
     """Train and evaluate every arm (resuming at the first arm without a result); writes ``summary.json``."""
     tracker = tracker or NullTracker()
     task = get_task(options.task, options.age_scheme)
-    view = experiment_view(config, task, options, cache, progress)
+    view = experiment_view(config, task, options, out_dir, cache, progress)
     results: list[ModelResult] = []
     with tracker.run(
         f"ablation-{config.name}", {"ablation": asdict(options)}, {"facelens.kind": "ablation"}, key_dir=out_dir
@@ -127,7 +127,7 @@ def run_ablation(
             )
             assert res is not None
             results.append(res)
-            print(f"{arm}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.test.items() if k != "n"), flush=True)
+            print(f"{arm}: " + metrics_line(res.test), flush=True)
     summary = {
         "kind": "ablation",
         "task": task.name,

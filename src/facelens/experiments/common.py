@@ -45,9 +45,14 @@ def resolve_cache(config: Any, cache: str | Path | None = None, progress: bool =
     return build_cache(config, progress=progress).path
 
 
-def views_dir(cache: Path) -> Path:
-    """Where views of a cache live: ``<cache parent>/views``."""
-    return Path(cache).parent / "views"
+def views_dir(out_dir: str | Path) -> Path:
+    """Where an experiment writes its cache views: ``<run folder>/views``.
+
+    Views live in the experiment's own folder, never beside the cache (which may be shared, or read-only), and
+    ``--fresh`` removes them with the rest of the experiment. A view is small (a ``labels.npz`` and a link to the
+    cache's ``images.npy``), except a grayscale one, which holds gray copies of the rows it uses.
+    """
+    return Path(out_dir) / "views"
 
 
 def standard_view(
@@ -55,6 +60,7 @@ def standard_view(
     cache: Path,
     task: TaskSpec,
     limits: Limits,
+    views: str | Path,
     test_sources: tuple[str, ...] | None = None,
     gray: bool = False,
     age_scheme: str = "utkface",
@@ -67,6 +73,7 @@ def standard_view(
         cache: The cache.
         task: Only rows with this task's label are used.
         limits: Row caps.
+        views: Folder of the views (:func:`views_dir` of the run folder).
         test_sources: Sources of the evaluation rows (default: the training sources).
         gray: Grayscale view.
         age_scheme: Scheme used to stratify age subsampling.
@@ -87,11 +94,16 @@ def standard_view(
         split[rows] = name
     if not (split == "train").any():
         raise ExperimentError(f"no training rows with a {task.name!r} label in the sources {list(sources)}")
-    return make_view(cache, split, views_dir(cache), gray=gray, keep_task=task.name if single_task else None)
+    return make_view(cache, split, views, gray=gray, keep_task=task.name if single_task else None)
 
 
 def experiment_view(
-    config: Any, task: TaskSpec, options: Any, cache: str | Path | None = None, progress: bool = False
+    config: Any,
+    task: TaskSpec,
+    options: Any,
+    out_dir: str | Path,
+    cache: str | Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """The :func:`standard_view` every model of an ablation or a sweep trains on.
 
@@ -99,13 +111,30 @@ def experiment_view(
         config: Recipe.
         task: The task.
         options: The experiment's options, with ``limits``, ``age_scheme`` and ``single_task``.
+        out_dir: The run folder (the view goes to its ``views/``).
         cache: A finished cache folder, or None for the recipe's (see :func:`resolve_cache`).
         progress: Show progress while a cache is built.
 
     """
     base = resolve_cache(config, cache, progress)
     return standard_view(
-        config, base, task, options.limits, age_scheme=options.age_scheme, single_task=options.single_task
+        config,
+        base,
+        task,
+        options.limits,
+        views_dir(out_dir),
+        age_scheme=options.age_scheme,
+        single_task=options.single_task,
+    )
+
+
+def metrics_line(metrics: dict[str, Any]) -> str:
+    """``"accuracy 0.7500, roc_auc 0.8000"``: the metrics of a progress line (no ``n``; a missing value is ``nan``).
+
+    A result read back from ``result.json`` has ``None`` where a metric was NaN.
+    """
+    return ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k} nan" for k, v in metrics.items() if k != "n"
     )
 
 
@@ -121,4 +150,13 @@ def aggregate(results: list[ModelResult], section: str = "test") -> dict[str, di
     return out
 
 
-__all__ = ["SPLITS", "Limits", "aggregate", "experiment_view", "resolve_cache", "standard_view", "views_dir"]
+__all__ = [
+    "SPLITS",
+    "Limits",
+    "aggregate",
+    "experiment_view",
+    "metrics_line",
+    "resolve_cache",
+    "standard_view",
+    "views_dir",
+]

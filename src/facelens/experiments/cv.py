@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import aggregate, resolve_cache, views_dir
+from .common import aggregate, metrics_line, resolve_cache, views_dir
 from .records import ExperimentError, read_json, write_json
 from .runner import ModelResult, train_and_evaluate, with_out_dir
 from .selection import get_task, holdout, kfold, load_identities, make_view, select_rows, strata, training_sources
@@ -91,6 +91,8 @@ def run_cv(
         plan = read_json(plan_path)
         if plan.get("cache") != str(base.resolve()):
             raise ExperimentError(f"{plan_path} was planned on another cache ({plan.get('cache')})")
+        if len(plan.get("folds", ())) != options.folds:
+            raise ExperimentError(f"{plan_path} plans {len(plan.get('folds', ()))} folds, not {options.folds}")
     else:
         plan = {"cache": str(base.resolve()), **plan_folds(config, labels, options)}
         write_json(plan_path, plan)
@@ -100,7 +102,7 @@ def run_cv(
             split = np.full(len(labels["split"]), "none", dtype="<U5")
             for name in ("train", "val", "test"):
                 split[np.asarray(fold[name], dtype=np.int64)] = name
-            view = make_view(base, split, views_dir(base), keep_task=task.name if options.single_task else None)
+            view = make_view(base, split, views_dir(out_dir), keep_task=task.name if options.single_task else None)
             fold_dir = out_dir / f"fold_{i + 1:02d}"
             res = train_and_evaluate(
                 f"fold {i + 1}",
@@ -114,11 +116,7 @@ def run_cv(
             )
             assert res is not None  # no callback, so never stopped early
             results.append(res)
-            print(
-                f"fold {i + 1}/{len(plan['folds'])}: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in res.test.items() if k != "n"),
-                flush=True,
-            )
+            print(f"fold {i + 1}/{len(plan['folds'])}: " + metrics_line(res.test), flush=True)
         summary = {
             "kind": "cv",
             "task": task.name,

@@ -9,7 +9,12 @@ Every experiment writes into one folder (``--out``, default ``runs/{cv,ablations
 - one sub-folder per trained model (fold, arm, trial) with the engine's checkpoints, ``history.jsonl`` and a
   ``result.json`` written when that model is trained and evaluated, so an interrupted experiment resumes at
   the first model without one.
+- ``views/``: the cache views the models train on (:func:`~facelens.experiments.common.views_dir`), and for a
+  sweep ``study.db`` (its Optuna study, unless ``--storage`` names another).
 - ``summary.json``: the aggregated results the report renders.
+
+``--fresh`` (:func:`clear_experiment`) removes exactly these files and folders before it starts over, and refuses
+a folder that holds anything else.
 
 Nothing here imports torch.
 """
@@ -20,6 +25,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +92,83 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(json.dumps(jsonable(data), sort_keys=True).encode()).hexdigest()[:16]
 
 
+OWN_FILES = frozenset(
+    {
+        "experiment.json",
+        "command.txt",
+        "commands.log",
+        "summary.json",
+        "folds.json",
+        "requeued.json",
+        "best.yaml",
+        "mlflow_run.json",
+        "study.db",
+        "study.db-journal",
+        "study.db-wal",
+        "study.db-shm",
+    }
+)
+"""Files the experiment commands write at the top of a run folder (plus ``*.tmp`` while one is written)."""
+
+OWN_FOLDERS = re.compile(r"views|fold_\d+|arm_\d+_[\w-]*|trial_\d+|pretrain|finetune|scratch|scratch_gray")
+"""Sub-folders the experiment commands write in a run folder: views and one folder per model."""
+
+
+def own_entry(entry: Path) -> bool:
+    """Whether ``entry`` (a child of a run folder) is a file or folder the experiment commands write there."""
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return OWN_FOLDERS.fullmatch(entry.name) is not None
+    name = entry.name.removesuffix(".tmp")
+    return entry.is_file() and name in OWN_FILES
+
+
+def clear_experiment(out_dir: str | Path) -> list[str]:
+    """Remove what an earlier experiment wrote in its run folder, so that a new one starts over there.
+
+    Only the files and folders the experiment commands write (:data:`OWN_FILES`, :data:`OWN_FOLDERS`) are removed,
+    and only when the folder is an experiment folder (has ``experiment.json``) holding nothing else; otherwise
+    nothing is touched.
+
+    Args:
+        out_dir: The run folder (may be missing or empty).
+
+    Returns:
+        The names removed.
+
+    Raises:
+        ExperimentError: If the folder holds anything else, or is not an experiment folder.
+
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        if out.exists() or out.is_symlink():
+            raise ExperimentError(f"{out} is not a folder")
+        return []
+    entries = sorted(out.iterdir())
+    if not entries:
+        return []
+    if not (out / "experiment.json").is_file():
+        raise ExperimentError(
+            f"{out} is not an experiment folder (no experiment.json) and is not empty; --fresh only starts over "
+            "in a folder an experiment command made: choose another --out"
+        )
+    unknown = [e.name for e in entries if not own_entry(e)]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ExperimentError(
+            f"{out} holds files no experiment command wrote ({shown}); --fresh removes only an experiment's own "
+            "files: move those away or choose another --out"
+        )
+    for e in entries:
+        if e.is_dir():
+            shutil.rmtree(e)
+        else:
+            e.unlink()
+    return [e.name for e in entries]
+
+
 def begin_experiment(
     out_dir: str | Path, kind: str, name: str, command: str, setup: dict[str, Any], fresh: bool = False
 ) -> Path:
@@ -97,26 +181,30 @@ def begin_experiment(
         command: The exact command line.
         setup: Everything that defines the experiment (resolved recipe, options); its fingerprint must match
             when the folder is reopened.
-        fresh: Allow reusing a folder that holds a different experiment (its old files are left in place, the
-            metadata is replaced); without it that is an error.
+        fresh: Start over: first remove everything an earlier experiment wrote in the folder (see
+            :func:`clear_experiment`), whichever experiment it was; without it, a folder that holds a different
+            experiment is an error.
 
     Returns:
         The folder.
 
     Raises:
-        ExperimentError: If the folder holds another experiment and ``fresh`` is false.
+        ExperimentError: If the folder holds another experiment and ``fresh`` is false, or ``fresh`` is true and
+            the folder holds files that no experiment command wrote.
 
     """
     out = Path(out_dir)
     meta_path = out / "experiment.json"
     fp = fingerprint({"kind": kind, "setup": setup})
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    if meta_path.is_file() and not fresh:
+    if fresh:
+        clear_experiment(out)
+    elif meta_path.is_file():
         meta = read_json(meta_path)
         if meta.get("fingerprint") != fp:
             raise ExperimentError(
                 f"{out} holds a different experiment ({meta.get('kind')} {meta.get('name')!r}, other settings); "
-                "choose another --out, or pass --fresh to start over in it"
+                "choose another --out, or pass --fresh to start over in it (removes its results)"
             )
         with open(out / "commands.log", "a", encoding="utf-8") as f:
             f.write(f"{stamp} resumed: {command}\n")
@@ -128,7 +216,7 @@ def begin_experiment(
     )
     (out / "command.txt").write_text(command + "\n", encoding="utf-8")
     with open(out / "commands.log", "a", encoding="utf-8") as f:
-        f.write(f"{stamp} started: {command}\n")
+        f.write(f"{stamp} {'started over' if fresh else 'started'}: {command}\n")
     return out
 
 

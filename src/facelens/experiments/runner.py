@@ -138,6 +138,22 @@ def _curve_plot(history: list[dict[str, Any]], metric: str, path: Path) -> Path 
     return path
 
 
+def _same_setup(stored: dict[str, Any], setup: dict[str, Any], fp: str) -> bool:
+    """Whether a ``result.json`` was written for ``setup``, wherever its view folder was.
+
+    A view's folder name is the hash of its cache, rows and splits; its parent moved from beside the cache to the
+    run folder, so a model recorded with the same view in the old place is the same model.
+    """
+    if stored.get("fingerprint") == fp:
+        return True
+    old = stored.get("setup")
+    if not isinstance(old, dict) or not isinstance(old.get("view"), str):
+        return False
+    if Path(old["view"]).name != Path(setup["view"]).name:
+        return False
+    return stored.get("fingerprint") == fingerprint(old) and fingerprint({**old, "view": setup["view"]}) == fp
+
+
 def train_and_evaluate(
     name: str,
     config: Any,
@@ -184,7 +200,7 @@ def train_and_evaluate(
     result_path = out / "result.json"
     if result_path.is_file():
         stored = read_json(result_path)
-        if stored.get("fingerprint") != fp:
+        if not _same_setup(stored, setup, fp):
             raise ExperimentError(f"{out} holds a model of another setup; remove it or use another --out")
         return ModelResult.from_dict(stored["result"])
     params = {**recipe, "task": task.name, "init_from": str(init_from or "")}

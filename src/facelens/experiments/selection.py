@@ -294,7 +294,7 @@ def make_view(
     Args:
         base: A finished cache folder (``images.npy``, ``labels.npz``, ``meta.json``).
         split: New split per row of ``base`` (values of :data:`SPLITS`).
-        views_dir: Parent folder of views (``<cache_dir>/views``).
+        views_dir: Parent folder of views (an experiment's ``<run folder>/views``).
         gray: Store grayscale copies of the used rows (split not ``"none"``) instead of linking the images.
         keep_task: Mark every other task's labels missing (single-task training, see :func:`keep_only`).
 

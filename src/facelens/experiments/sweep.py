@@ -6,10 +6,13 @@ validation metric of the task at the best epoch (``gender_acc``, ``race_acc``, `
 ``male_acc``...). After every epoch the trial reports that metric and Optuna's ``MedianPruner`` may stop it
 (from the second epoch on, once two trials have finished; steps are 1-based epochs).
 
-The study lives in ``sqlite:///runs/sweeps/NAME.db`` (``--storage``) under the name NAME, so a rerun of the
-same command resumes it: finished trials are kept, and a trial that was interrupted while running is marked
-failed and enqueued again with its parameters, continuing from its folder's ``last.pt``. The best trial's
-configuration is written as a recipe (``best.yaml``, and ``--best-out``).
+The study is stored in the sweep's own run folder, ``sqlite:///OUT/study.db`` (or at ``--storage``), under the
+name NAME, so a rerun of the same command resumes it: finished trials are kept, and a trial that was interrupted
+while running is marked failed and enqueued again with its parameters, continuing from its folder's ``last.pt``.
+The study records the fingerprint of the experiment setup it was made for (recipe, options but the number of
+trials, cache) as its user attribute ``facelens_fingerprint``; a study of another setup is refused, so the
+summary and ``best.yaml`` only ever report trials of this sweep. The best trial's configuration is written as a
+recipe (``best.yaml``, and ``--best-out``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Limits, experiment_view
-from .records import ExperimentError, write_json
+from .records import ExperimentError, fingerprint, recipe_dict, write_json
 from .runner import read_history, train_and_evaluate, with_out_dir
 from .selection import get_task
 from .tracking import NullTracker, Tracker
@@ -60,7 +63,7 @@ class SweepOptions:
         trials: Number of finished (complete or pruned) trials to reach.
         sampler: ``"tpe"`` or ``"grid"``.
         task: Task whose validation metric is the objective.
-        storage: Optuna storage URL; default ``sqlite:///<out parent>/<name>.db``.
+        storage: Optuna storage URL; default ``sqlite:///<run folder>/study.db`` (:func:`default_storage`).
         seed: Sampler seed.
         prune: Use the median pruner.
         limits: Row caps.
@@ -124,6 +127,100 @@ def apply_params(config: Any, params: dict[str, Any]) -> Any:
     )
 
 
+STUDY_FILE = "study.db"
+"""The file of a sweep's default study, in its run folder."""
+
+FINGERPRINT_ATTR = "facelens_fingerprint"
+"""Study user attribute holding :func:`study_fingerprint` of the setup the study was made for."""
+
+
+def study_fingerprint(config: Any, options: SweepOptions, cache: str | Path | None = None) -> str:
+    """Fingerprint of the experiment a study belongs to: recipe, options (but trials and storage), cache."""
+    opts = {k: v for k, v in asdict(options).items() if k not in ("trials", "storage")}
+    where = str(Path(cache).resolve()) if cache is not None else None
+    return fingerprint({"recipe": recipe_dict(config), "options": opts, "cache": where})
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ExperimentError("optuna is not installed: pip install 'facelens[experiments]'") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _in_folder(study: Any, out_dir: Path) -> bool:
+    """Whether every trial of ``study`` trained (or was to resume) in a folder inside ``out_dir``."""
+    root = out_dir.resolve()
+    for t in study.get_trials(deepcopy=False):
+        where = t.user_attrs.get("out_dir") or t.user_attrs.get("resume_dir") or ""
+        if not where or not Path(where).resolve().is_relative_to(root):
+            return False
+    return True
+
+
+def _find_study(storage: str, name: str) -> Any | None:
+    """The study ``name`` in ``storage``, or None (a SQLite file that does not exist is not created)."""
+    optuna = _import_optuna()
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        return None
+    if name not in optuna.get_all_study_names(storage):
+        return None
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def default_storage(out_dir: Path, name: str) -> str:
+    """``sqlite:///<out_dir>/study.db``, the study in the sweep's own folder.
+
+    A run folder written before the study moved there keeps using its study in ``<out_dir parent>/<name>.db``
+    (when it has no ``study.db``, and every trial of that study is in this folder), so it still resumes.
+    """
+    own = f"sqlite:///{out_dir / STUDY_FILE}"
+    legacy = out_dir.parent / f"{name}.db"
+    if (out_dir / STUDY_FILE).exists() or not legacy.is_file() or not any(out_dir.glob("trial_*")):
+        return own
+    try:
+        study = _find_study(f"sqlite:///{legacy}", name)
+    except Exception:  # noqa: BLE001 - not a readable study: the folder gets its own
+        return own
+    if study is None or FINGERPRINT_ATTR in study.user_attrs or not study.trials or not _in_folder(study, out_dir):
+        return own
+    return f"sqlite:///{legacy}"
+
+
+def check_study(storage: str, name: str, fp: str, out_dir: Path, fresh: bool = False) -> Any | None:
+    """The existing study a sweep continues (or, with ``fresh``, replaces), or None; refuse another sweep's.
+
+    A study is this sweep's when it was made for the same setup (``fp``, see :func:`study_fingerprint`). A study
+    that records no setup (made before fingerprints were recorded), or with ``fresh`` one of another setup, is
+    this sweep's only when all its trials were run in ``out_dir``.
+
+    Args:
+        storage: Optuna storage URL.
+        name: Study name.
+        fp: :func:`study_fingerprint` of this sweep.
+        out_dir: The sweep's run folder.
+        fresh: The sweep starts over (the study will be deleted).
+
+    Raises:
+        ExperimentError: If the study belongs to another sweep.
+
+    """
+    study = _find_study(storage, name)
+    if study is None:
+        return None
+    made_for = study.user_attrs.get(FINGERPRINT_ATTR)
+    if made_for == fp or ((made_for is None or fresh) and _in_folder(study, out_dir)):
+        return study
+    why = (
+        "it was made for another setup (recipe, options or cache)" if made_for else f"its trials ran outside {out_dir}"
+    )
+    raise ExperimentError(
+        f"the Optuna study {name!r} in {storage} belongs to another sweep: {why}; choose another --name or --storage"
+    )
+
+
 def _requeue_interrupted(study: Any, out_dir: Path) -> int:
     """Enqueue again the trials an interrupted run left behind (RUNNING after a kill, FAIL after Ctrl-C).
 
@@ -157,17 +254,24 @@ def run_sweep(
     cache: str | Path | None = None,
     tracker: Tracker | None = None,
     progress: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep until ``options.trials`` trials have finished; writes ``summary.json``.
 
+    Args:
+        config: The recipe.
+        options: The sweep's options.
+        out_dir: The run folder (its ``study.db`` is the default storage).
+        cache: A finished cache folder, or None for the recipe's.
+        tracker: Experiment tracker (default: none).
+        progress: Show the engine's progress bars.
+        fresh: Start over: delete this sweep's existing study first (see :func:`check_study`).
+
     Raises:
-        ExperimentError: If optuna is missing or the sampler is unknown.
+        ExperimentError: If optuna is missing, the sampler is unknown, or the study belongs to another sweep.
 
     """
-    try:
-        import optuna
-    except ImportError as exc:
-        raise ExperimentError("optuna is not installed: pip install 'facelens[experiments]'") from exc
+    optuna = _import_optuna()
     from optuna.trial import TrialState
 
     from ..train.config import save_config
@@ -187,8 +291,10 @@ def run_sweep(
         else optuna.pruners.NopPruner()
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = options.storage or f"sqlite:///{out_dir.parent / (options.name + '.db')}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = options.storage or default_storage(out_dir, options.name)
+    fp = study_fingerprint(config, options, cache)
+    if check_study(storage, options.name, fp, out_dir, fresh) is not None and fresh:
+        optuna.delete_study(study_name=options.name, storage=storage)
     study = optuna.create_study(
         study_name=options.name,
         storage=storage,
@@ -197,8 +303,10 @@ def run_sweep(
         direction="maximize" if maximize else "minimize",
         load_if_exists=True,
     )
+    if study.user_attrs.get(FINGERPRINT_ATTR) != fp:
+        study.set_user_attr(FINGERPRINT_ATTR, fp)
     requeued = _requeue_interrupted(study, out_dir)
-    view = experiment_view(config, task, options, cache, progress)
+    view = experiment_view(config, task, options, out_dir, cache, progress)
 
     def objective(trial: Any) -> float:
         params = suggest(trial, options.space, options.sampler == "grid")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import Limits, resolve_cache, standard_view
+from .common import Limits, metrics_line, resolve_cache, standard_view, views_dir
 from .evaluation import predict, task_metrics
 from .records import write_json
 from .runner import ModelResult, train_and_evaluate, with_out_dir
@@ -72,8 +72,9 @@ def run_transfer(
     base_b = resolve_cache(finetune, cache_b, progress)
     src_b = training_sources(finetune)
     kw = {"age_scheme": options.age_scheme, "single_task": options.single_task}
-    view_a = standard_view(pretrain, base_a, task, options.limits_a, **kw)
-    view_b = standard_view(finetune, base_b, task, options.limits_b, **kw)
+    views = views_dir(out_dir)
+    view_a = standard_view(pretrain, base_a, task, options.limits_a, views, **kw)
+    view_b = standard_view(finetune, base_b, task, options.limits_b, views, **kw)
     results: dict[str, ModelResult] = {}
     evals: dict[str, dict[str, float]] = {}
     with tracker.run(
@@ -88,7 +89,7 @@ def run_transfer(
         results["finetune"] = _train(finetune, "finetune", view_b, task, options, tracker, progress, out_dir, init)
         results["scratch"] = _train(finetune, "scratch", view_b, task, options, tracker, progress, out_dir)
         if options.gray:
-            view_g = standard_view(finetune, base_b, task, options.limits_b, gray=True, **kw)
+            view_g = standard_view(finetune, base_b, task, options.limits_b, views, gray=True, **kw)
             results["scratch_gray"] = _train(
                 finetune, "scratch_gray", view_g, task, options, tracker, progress, out_dir
             )
@@ -132,7 +133,7 @@ def _train(
         tags={"facelens.kind": f"transfer-{name}"},
     )
     assert res is not None
-    print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.test.items() if k != "n"), flush=True)
+    print(f"{name}: " + metrics_line(res.test), flush=True)
     return res
 
 
