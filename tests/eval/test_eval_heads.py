@@ -256,3 +256,38 @@ def test_predictions_csv_has_attribute_columns_for_celeba(tmp_path: Path, analyz
     assert float(rows[0]["5_o_Clock_Shadow"]) > 0.5 > float(rows[0]["Arched_Eyebrows"])
     assert [r["true_Arched_Eyebrows"] for r in rows] == ["1", "0"]
     assert rows[0]["true_gender"] == "male" and rows[0]["gender"] == "female" and rows[0]["true_race"] == ""
+
+
+OUTPUT_PROBLEMS = {
+    "o_folder": "-o {t}/folder: is a folder, not a file",
+    "o_under_file": "-o {t}/file/x.json: cannot write it",
+    "predictions_folder": "--predictions {t}/folder: is a folder, not a file",
+    "same_file": "-o and --predictions name the same file {t}/same.json",
+    "plots_file": "--plots {t}/file: exists and is not a folder",
+}
+
+
+@pytest.mark.parametrize(("case", "message"), list(OUTPUT_PROBLEMS.items()), ids=list(OUTPUT_PROBLEMS))
+def test_cli_checks_every_output_before_the_run(
+    case: str, message: str, utk_root: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # noqa: ANN001
+    from facelens.cli import main
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the evaluation ran although an output cannot be written")
+
+    monkeypatch.setattr(heads, "evaluate_dataset", never)
+    out = tmp_path / "out"
+    (out / "folder").mkdir(parents=True)
+    (out / "file").write_text("not a folder")
+    options = {
+        "o_folder": ["-o", out / "folder"],
+        "o_under_file": ["-o", out / "file" / "x.json"],
+        "predictions_folder": ["--predictions", out / "folder"],
+        "same_file": ["-o", out / "same.json", "--predictions", out / "same.json"],
+        "plots_file": ["--plots", out / "file"],
+    }[case]
+    argv = ["eval", "utkface", "--root", str(utk_root), "--model", str(tiny_model), *map(str, options)]
+    assert main(argv) == 2
+    assert f"error: {message.format(t=out)}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == ["file", "folder"]  # nothing written, no plots

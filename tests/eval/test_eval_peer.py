@@ -110,3 +110,19 @@ def test_peer_defaults_to_the_held_out_test_split(capsys: pytest.CaptureFixture)
     with pytest.raises(SystemExit):
         main(["eval", "peer", "--help"])
     assert "(default: test" in " ".join(capsys.readouterr().out.split())
+
+
+def test_cli_checks_its_output_before_the_run(
+    utk_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from facelens.cli import main
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the comparison ran although its output cannot be written")
+
+    monkeypatch.setattr(peer, "compare_age_gender", never)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    for out, why in (("folder", "is a folder, not a file"), ("file/peer.json", "cannot write it")):
+        assert main(["eval", "peer", "--root", str(utk_root), "-o", str(tmp_path / out)]) == 2
+        assert f"error: -o {tmp_path / out}: {why}" in capsys.readouterr().err

@@ -89,7 +89,12 @@ _HEAD_EVAL_HELP = {
 
 def _add_split_options(p: argparse.ArgumentParser, what: str) -> None:
     """The options every head evaluation shares: which held-out images, which model."""
-    p.add_argument("--recipe", type=Path, help="training recipe whose held-out split to reproduce")
+    p.add_argument(
+        "--recipe", type=Path,
+        help="training recipe whose held-out split to reproduce (default: the split settings the exporter stored in "
+        "the model, from its actual training run; for older models the recipe named in its metadata). Refused "
+        "(exit 2) if it splits the dataset differently from the settings stored in the model",
+    )  # fmt: skip
     p.add_argument("--model", help=f"{what} model name or .onnx path (default: every installed model)")
     p.add_argument(
         "--limit", type=number(int, low=1), default=None, metavar="N",
@@ -110,7 +115,8 @@ def _register_head_evals(esub: argparse._SubParsersAction) -> None:
             name,
             help=f"heads on {name}: {about}".replace("%", "%%"),
             description=f"Runs the full pipeline (detect with padding, align, heads) on every image of a {name} "
-            f"split and prints JSON metrics: {about}. Reproduces the training split from --recipe.",
+            f"split and prints JSON metrics: {about}. Reproduces the model's training split from the settings stored "
+            "in it at export (or from --recipe). Every output (-o, --plots, --predictions) is checked before the run.",
         )
         p.add_argument("--root", type=Path, required=True, help=f"{name} dataset folder (reader layout)")
         p.add_argument(
@@ -155,6 +161,24 @@ def command_line(args: argparse.Namespace, split: str) -> str:
     return shlex.join(parts)
 
 
+def _check_outputs(args: argparse.Namespace) -> list[str]:
+    """Problems with the output paths of a head or peer evaluation, found before any work (``prepare_output``)."""
+    named = {"-o": args.output, "--predictions": getattr(args, "predictions", None)}
+    files = {option: path for option, path in named.items() if path is not None}
+    problems = [msg for option, path in files.items() if (msg := prepare_output(path, option))]
+    if len(files) == 2 and args.output.resolve() == args.predictions.resolve():
+        problems.append(f"-o and --predictions name the same file {args.output}")
+    if getattr(args, "plots", None) is not None and (msg := prepare_output(args.plots, "--plots", folder=True)):
+        problems.append(msg)
+    return problems
+
+
+def _refuse(problems: list[str]) -> int:
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
 def _write_json(text: str, output: Path | None) -> None:
     print(text)
     if output is not None:
@@ -169,6 +193,8 @@ def run_head_eval(args: argparse.Namespace) -> int:
     from ..errors import FaceLensError
     from ..eval.heads import evaluate_dataset
 
+    if problems := _check_outputs(args):
+        return _refuse(problems)
     plots = args.plots or (args.output.parent if args.output is not None else None)
     prefix = args.output.stem if args.output is not None else None
     try:
@@ -193,6 +219,8 @@ def run_peer(args: argparse.Namespace) -> int:
     from ..errors import FaceLensError
     from ..eval.peer import compare_age_gender
 
+    if problems := _check_outputs(args):
+        return _refuse(problems)
     try:
         res = compare_age_gender(
             args.root, split=args.split, recipe=args.recipe, model=args.model, limit=args.limit, seed=args.seed,

@@ -8,15 +8,19 @@ metric of :mod:`facelens.eval.metrics` that the dataset's labels allow. Images w
 images are counted, never fatal.
 
 Held-out split: datasets without an official split (UTKFace, FG-NET) get the SAME seeded split as training,
-computed by the training code itself (:func:`facelens.train.cache.to_records`) from the recipe's
-``data.val_fraction``, ``data.test_fraction``, ``data.seed``, source id and ``max_samples``; without
-``--recipe`` the recipe named in the model's metadata (``recipes/<name>.yaml``) is used when present, else the
-:class:`facelens.train.config.DataConfig` defaults. Official splits (CelebA, FairFace) are used as they are.
+computed by the training code itself (:func:`facelens.train.cache.to_records`) from ``data.val_fraction``,
+``data.test_fraction``, ``data.seed`` and the source's reader, id, options and ``max_samples``. Without
+``--recipe`` these come from the model's metadata, where the exporter stores the settings of the actual training
+run (:func:`split_settings`, ``--set`` overrides included); models exported before that fall back to the recipe
+named in their metadata (``recipes/<name>.yaml``) when present, else the :class:`facelens.train.config.DataConfig`
+defaults. A ``--recipe`` that splits the dataset differently from the settings stored in the model is refused
+(its "held-out" images could be training images). Official splits (CelebA, FairFace) are used as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 import zlib
@@ -27,7 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import DatasetError, ModelError
+from ..errors import DatasetError, FaceLensError, ModelError
 from ..labels import CELEBA_ATTRIBUTES, GENDERS, RACES, age_group_label, nearest_group
 from . import metrics as M
 from .metrics import Serializable
@@ -44,6 +48,8 @@ __all__ = [
     "model_ref",
     "pick_face",
     "select_split",
+    "split_settings",
+    "stored_split",
 ]
 
 DATASET_NAMES: tuple[str, ...] = ("utkface", "celeba", "fgnet", "fairface", "adience", "lfw")
@@ -60,6 +66,12 @@ ADULT_AGE = 20
 
 AGE_BANDS: tuple[tuple[int, int], ...] = ((0, 9), (10, 19), (20, 39), (40, 59), (60, 100))
 """Age bands (first, last year; labelled by :func:`~facelens.labels.age_group_label`) of the gender-by-age view."""
+
+SPLIT_KEY = "split"
+"""Key of a model's ``metadata.extra`` (ONNX ``facelens.extra.split``) that holds :func:`split_settings` as JSON."""
+
+STORED_SPLIT = "recipe stored in the model metadata"
+"""``SplitInfo.split_from`` of a split reproduced from the settings stored in the model."""
 
 SCHEMA = "facelens.eval/1"
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
@@ -87,7 +99,8 @@ class SplitInfo(Serializable):
     Attributes:
         split: ``"val"``, ``"test"`` or ``"all"``.
         source: Source id whose seeded split was reproduced (the recipe's dataset ``id`` or name).
-        split_from: ``"recipe <path>"``, ``"defaults"`` or ``"not in training data"``.
+        split_from: ``"recipe <path>"``, ``"recipe stored in the model metadata"`` (:data:`STORED_SPLIT`),
+            ``"defaults"`` or ``"not in training data"``.
         val_fraction: Recipe value used for the seeded split.
         test_fraction: Likewise.
         seed: Likewise (``data.seed``).
@@ -197,8 +210,58 @@ class EvalReport(Serializable):
 # --- split --------------------------------------------------------------------------------------------------
 
 
+def split_settings(data: Any) -> dict[str, Any]:
+    """The settings of a :class:`facelens.train.config.DataConfig` that decide which split every sample falls in.
+
+    Exactly what :func:`facelens.train.cache.collect_records` draws the split from: ``val_fraction``,
+    ``test_fraction``, ``seed``, and per source the reader ``name``, the source ``id`` (it seeds the permutation),
+    the reader ``options`` (they decide which samples are listed) and ``max_samples`` (the seeded subset). Roots
+    are left out (the evaluation is told where the dataset is). JSON-ready; the exporter stores it in the model.
+    """
+    sources = [{"name": s.name, "id": s.key, "options": s.options, "max_samples": s.max_samples} for s in data.datasets]
+    settings = {"val_fraction": data.val_fraction, "test_fraction": data.test_fraction, "seed": data.seed}
+    return json.loads(json.dumps({**settings, "sources": sources}, sort_keys=True, default=str))
+
+
+def _data_config(settings: dict[str, Any]) -> Any:
+    """The :class:`facelens.train.config.DataConfig` of stored :func:`split_settings` (roots left empty)."""
+    from ..train.config import DataConfig, from_mapping
+
+    sources = [{"root": "", **{k: s[k] for k in ("name", "id", "options", "max_samples")}} for s in settings["sources"]]
+    fractions = {k: settings[k] for k in ("val_fraction", "test_fraction", "seed")}
+    return from_mapping(DataConfig, {"datasets": sources, **fractions})
+
+
+def _split_differences(a: dict[str, Any], b: dict[str, Any], dataset: str) -> str:
+    """How two :func:`split_settings` split ``dataset`` differently (its first source, as used here); "" if not."""
+    a, b = ({**x, "sources": [s for s in x["sources"] if s["name"] == dataset][:1]} for x in (a, b))
+    return "; ".join(f"{k}: {json.dumps(a[k])} vs {json.dumps(b[k])}" for k in a if a[k] != b[k])
+
+
+def stored_split(heads: Sequence[Any], dataset: str) -> dict[str, Any] | None:
+    """The :func:`split_settings` stored in the head models' metadata (None when no model has them: older exports).
+
+    Raises:
+        ModelError: If a model's stored settings are malformed, or two models split ``dataset`` differently.
+
+    """
+    found: tuple[Any, dict[str, Any]] | None = None
+    for head in heads:
+        if (text := head.metadata.extra.get(SPLIT_KEY)) is None:
+            continue
+        try:
+            settings = split_settings(_data_config(json.loads(text)))
+        except (FaceLensError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{head.path}: bad facelens.extra.{SPLIT_KEY} ({type(exc).__name__}: {exc})") from None
+        if found is not None and (diff := _split_differences(found[1], settings, dataset)):
+            raise ModelError(f"{found[0].path} and {head.path} were trained on different {dataset} splits ({diff}): "
+                             "evaluate them one at a time with --model")  # fmt: skip
+        found = found or (head, settings)
+    return None if found is None else found[1]
+
+
 def select_split(
-    dataset: str, root: str | Path, split: str | None, recipe: str | Path | None
+    dataset: str, root: str | Path, split: str | None, recipe: str | Path | None, stored: dict[str, Any] | None = None
 ) -> tuple[list[Any], SplitInfo]:
     """Read a dataset and pick the samples of one split, reproducing the training split.
 
@@ -207,13 +270,16 @@ def select_split(
         root: Dataset folder.
         split: ``"val"``, ``"test"``, ``"all"``, or None: ``"test"`` for datasets in the training data (``"val"``
             when the test split is empty, e.g. the shared CelebA crops), else ``"all"``.
-        recipe: Training recipe (YAML) whose split settings to reproduce; None uses the defaults.
+        recipe: Training recipe (YAML) whose split settings to reproduce.
+        stored: The model's own :func:`split_settings` (:func:`stored_split`), used when ``recipe`` is None. With
+            neither, the :class:`facelens.train.config.DataConfig` defaults are used.
 
     Returns:
         The samples (:class:`facelens.data.FaceSample`) in reader order, and how they were chosen.
 
     Raises:
-        DatasetError: If the dataset cannot be read or the split is empty.
+        DatasetError: If the dataset cannot be read, the split is empty, or ``recipe`` splits ``dataset``
+            differently from ``stored`` (its "held-out" images could have been trained on).
 
     """
     from ..data import create_dataset
@@ -223,15 +289,22 @@ def select_split(
     if split not in (None, "val", "test", "all"):
         raise DatasetError(f"split must be val, test or all, not {split!r}")
     data = DataConfig()
-    spec = None
     split_from = "defaults"
     if recipe is not None:
         from ..train.config import load_config
 
         data = load_config(recipe).data
         split_from = f"recipe {recipe}"
-        spec = next((s for s in data.datasets if s.name == dataset), None)
-    trained = spec is not None or (recipe is None and dataset in TRAINED_BY_DEFAULT)
+        if stored is not None and (diff := _split_differences(split_settings(data), stored, dataset)):
+            raise DatasetError(
+                f"--recipe {recipe} splits {dataset} differently from the training run of the model, whose split "
+                f"settings are stored in its metadata ({diff}; recipe vs model): its held-out images could be "
+                "training images. Leave out --recipe to reproduce the model's own split."
+            )
+    elif stored is not None:
+        data, split_from = _data_config(stored), STORED_SPLIT
+    spec = next((s for s in data.datasets if s.name == dataset), None)
+    trained = spec is not None or (split_from == "defaults" and dataset in TRAINED_BY_DEFAULT)
     if not trained:
         split_from = "not in training data"
     key = spec.key if spec is not None else dataset
@@ -307,6 +380,18 @@ def auto_recipe(analyzer: Any) -> Path | None:
     return None
 
 
+def split_source(analyzer: Any, dataset: str, recipe: str | Path | None) -> tuple[str | Path | None, Any, bool]:
+    """``(recipe, stored, auto)`` for :func:`select_split`.
+
+    ``recipe`` as given, the models' :func:`stored_split`, and, for older models without one, the recipe named
+    in their metadata (:func:`auto_recipe`; ``auto`` is then True).
+    """
+    stored = stored_split(analyzer.heads, dataset)
+    if recipe is None and stored is None and (auto := auto_recipe(analyzer)) is not None:
+        return auto, None, True
+    return recipe, stored, False
+
+
 def warm_up(*systems: Any) -> None:
     """Run each system (with ``analyze_array`` or ``predict``) once on the bundled photo: loading is not timed."""
     from ..io import load_image
@@ -349,8 +434,9 @@ def evaluate_dataset(
         dataset: One of :data:`DATASET_NAMES`.
         root: The dataset folder.
         split: ``"val"``, ``"test"``, ``"all"`` or None (see :func:`select_split`).
-        recipe: Training recipe whose held-out split to reproduce; None: ``recipes/<recipe in the model
-            metadata>.yaml`` if present, else the defaults.
+        recipe: Training recipe whose held-out split to reproduce (refused if it splits ``dataset`` differently
+            from the split settings stored in the model); None: those stored settings, for older models
+            ``recipes/<recipe in the model metadata>.yaml`` if present, else the defaults.
         model: Head model name or ``.onnx`` path; None uses every installed model.
         limit: Evaluate a seeded random subset of this many samples.
         seed: Seed of that subset.
@@ -366,8 +452,10 @@ def evaluate_dataset(
         The report.
 
     Raises:
-        DatasetError: The dataset cannot be read, the split is empty, or none of its images exist.
-        ModelError: The model cannot be loaded, or no head model is installed (datasets other than LFW).
+        DatasetError: The dataset cannot be read, the split is empty, none of its images exist, or ``recipe``
+            disagrees with the model's stored split.
+        ModelError: The model cannot be loaded, no head model is installed (datasets other than LFW), or models
+            store different splits of ``dataset``.
 
     """
     from .. import __version__
@@ -383,10 +471,13 @@ def evaluate_dataset(
     if not heads and dataset != "lfw":
         raise ModelError("no head model installed: pass --model NAME_OR_PATH or set FACELENS_MODEL_PATH")
     notes: list[str] = []
-    if recipe is None and (auto := auto_recipe(analyzer)) is not None:
-        recipe = auto
-        notes.append(f"split reproduced from {auto} (named in the model metadata)")
-    samples, info = select_split(dataset, root, split, recipe)
+    recipe, stored, auto = split_source(analyzer, dataset, recipe)
+    if auto:
+        notes.append(f"split reproduced from {recipe} (named in the model metadata)")
+    samples, info = select_split(dataset, root, split, recipe, stored)
+    if info.split_from == STORED_SPLIT:
+        fractions = f"val_fraction {info.val_fraction:g}, test_fraction {info.test_fraction:g}, seed {info.seed}"
+        notes.append(f"split reproduced from the training run's data settings in the model metadata ({fractions})")
     if info.split_from == "defaults":
         notes.append("no recipe given or found: split from the training defaults (val 0.1, test 0.1, seed 0)")
     missing = _check_images(dataset, root, samples)

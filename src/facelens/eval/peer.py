@@ -210,7 +210,9 @@ def compare_age_gender(
         root: UTKFace folder.
         split: ``"test"`` (default, the held-out split), ``"val"`` or ``"all"`` (the training split is reproduced
             as by ``facelens eval``).
-        recipe: Training recipe whose split to reproduce (default: the training defaults).
+        recipe: Training recipe whose split to reproduce (default: as ``facelens eval``, the split settings stored
+            in the model, else the recipe it names, else the training defaults; a recipe that disagrees with the
+            stored settings is refused).
         model: facelens head model name or ``.onnx`` path (default: every installed model).
         limit: Use a seeded random subset of this many images.
         seed: Seed of that subset.
@@ -224,17 +226,18 @@ def compare_age_gender(
 
     Raises:
         PeerUnavailable: If the peer is not installed.
-        DatasetError: If the dataset cannot be read.
+        DatasetError: If the dataset cannot be read, or ``recipe`` disagrees with the model's stored split.
 
     """
     from ..io import load_image
     from ..pipeline import AnalyzerConfig, FaceAnalyzer
-    from .heads import auto_recipe, limit_samples, progress_bar, warm_up
+    from .heads import limit_samples, progress_bar, split_source, warm_up
 
     peer = peer if peer is not None else load_peer()
     if analyzer is None:
         analyzer = FaceAnalyzer(AnalyzerConfig(heads=(model,) if model else None, detector_options={"pad": "auto"}))
-    samples, info = select_split("utkface", root, split, recipe or auto_recipe(analyzer))
+    recipe, stored, _ = split_source(analyzer, "utkface", recipe)
+    samples, info = select_split("utkface", root, split, recipe, stored)
     samples = limit_samples(samples, limit, seed)
     n = len(samples)
     age_t = np.array([s.age for s in samples], float)

@@ -6,6 +6,11 @@ what is missing, and one whose values cannot be used (three positive ``std`` val
 output, at least one measured metric...); :func:`facelens.heads.runtime.read_metadata` also checks them against the
 graph's own inputs and outputs. The training code writes it with :meth:`ModelMetadata.to_props` at export time.
 
+Optional ``facelens.extra.*`` keys are free-form strings kept in :attr:`ModelMetadata.extra` (the card lists them).
+The exporter writes ``recipe``, ``datasets``, ``train_command`` and ``split``: JSON of the data settings that decided
+the training run's train/val/test split (:func:`facelens.eval.heads.split_settings`), from which ``facelens eval``
+reproduces the held-out split; models without it fall back to ``recipes/<recipe>.yaml``.
+
 Outputs are probabilities (softmax / sigmoid are part of the exported graph). Each output has a ``task``:
 
 - ``age``: ``(N, K)`` distribution over integer years ``age_min .. age_min + K - 1``.

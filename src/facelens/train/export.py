@@ -4,11 +4,21 @@ The exported graph takes the normalised ``(N, 3, S, S)`` float32 input ``input``
 (softmax or sigmoid inside the graph): ``age_probs`` ``(N, 101)`` over the years 0..100, ``gender_probs``
 ``(N, 2)``, ``race_probs`` ``(N, 5)`` and ``attr_probs`` ``(N, 40)``. The batch axis is dynamic. Preprocessing
 (input size, ImageNet mean/std, alignment template and crop size), labels, age groups, licence and validation
-metrics are stored as :class:`facelens.heads.metadata.ModelMetadata` in the model's ``metadata_props``.
+metrics are stored as :class:`facelens.heads.metadata.ModelMetadata` in the model's ``metadata_props``, together
+with the data settings that decided the training run's train/val/test split (``facelens.extra.split``, see
+:func:`facelens.eval.heads.split_settings`), so that ``facelens eval`` reproduces the held-out split of the run
+that was actually trained, ``--set`` overrides included.
+
+:func:`export_onnx` writes nothing at ``--out`` until everything that can fail has succeeded: the graph and its
+metadata go to a temporary file beside it, which then replaces ``--out`` in one step.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import shlex
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..eval.heads import SPLIT_KEY, split_settings
 from ..heads.metadata import InputSpec, ModelMetadata, OutputSpec
 from ..labels import AGE_GROUP_SCHEMES, CELEBA_ATTRIBUTES, GENDERS, RACES
 from .cache import get_template
@@ -73,12 +84,37 @@ class ProbabilityNet(nn.Module):
         )
 
 
+def train_command(config: TrainConfig, recorded: Any = None) -> str:
+    """The ``facelens train`` command of a run: the one its checkpoint recorded, else the recipe's plain command.
+
+    Args:
+        config: The run's resolved config.
+        recorded: The checkpoint's ``"command"`` entry: the command line as a string, or as a list of arguments
+            (``sys.argv``; a program path ending in ``facelens`` is shortened to ``facelens``); None when the
+            checkpoint did not record it.
+
+    """
+    if isinstance(recorded, str) and recorded.strip():
+        return recorded.strip()
+    if isinstance(recorded, (list, tuple)) and recorded and all(isinstance(a, str) for a in recorded):
+        return shlex.join(["facelens", *recorded[1:]] if Path(recorded[0]).name == "facelens" else recorded)
+    return f"facelens train --config recipes/{config.name}.yaml"
+
+
 def build_metadata(
-    config: TrainConfig, tasks: tuple[str, ...], metrics: dict[str, Any], version: str, test_time_flip: bool = False
+    config: TrainConfig,
+    tasks: tuple[str, ...],
+    metrics: dict[str, Any],
+    version: str,
+    test_time_flip: bool = False,
+    command: str | None = None,
 ) -> ModelMetadata:
     """Build the :class:`ModelMetadata` of a model trained with ``config``.
 
     ``test_time_flip`` tells the head runtime to average each face with its mirror image (two passes per face).
+    ``command`` is the training command to record (default: :func:`train_command` of the recipe). The data
+    settings that decided the split are stored as ``extra["split"]`` (JSON of
+    :func:`facelens.eval.heads.split_settings`).
     """
     size = config.model.input_size
     alignment = {**get_template(config.preprocess.template).to_dict(), "size": size}
@@ -101,7 +137,8 @@ def build_metadata(
             "arch": config.model.arch,
             "recipe": config.name,
             "datasets": datasets,
-            "train_command": f"facelens train --config recipes/{config.name}.yaml",
+            "train_command": command or train_command(config),
+            SPLIT_KEY: json.dumps(split_settings(config.data), sort_keys=True),
         },
     )
 
@@ -163,21 +200,48 @@ def export_onnx(
             hold the nominal 80% of true ages there.
 
     Returns:
-        ``out_path``.
+        ``out_path``. It is only replaced once the whole export succeeded: on an error (e.g. the training cache
+        that ``calibrate_interval`` needs is gone) an existing file there is left as it was.
+
+    Raises:
+        ConfigError: If ``calibrate_interval`` cannot find the training cache or its validation faces.
 
     """
     model, config, ckpt = load_checkpoint(checkpoint, "cpu")
     wrapped = ProbabilityNet(model).eval()
-    size = config.model.input_size
+    if metrics is None:
+        metrics = {f"val_{k}": round(float(v), 5) for k, v in ckpt.get("metrics", {}).items()}
+        metrics["epoch"] = int(ckpt.get("epoch", 0))
+    command = train_command(config, ckpt.get("command"))
+    meta = build_metadata(config, wrapped.tasks, metrics, version or _package_version(), test_time_flip, command)
+    if calibrate_interval:  # needs the training cache: may fail, so before anything is written
+        from .calibrate import fit_interval_mass, validation_age_probs
+
+        probs, ages = validation_age_probs(checkpoint)
+        meta = replace(meta, interval_mass=fit_interval_mass(probs, ages, meta.age_min, meta.interval_coverage))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.stem}.{secrets.token_hex(4)}.tmp.onnx")
+    try:
+        _write_onnx(wrapped, config.model.input_size, tmp)
+        write_metadata(tmp, meta.to_props())
+        if int8:
+            quantize_int8(tmp, tmp)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def _write_onnx(wrapped: ProbabilityNet, size: int, path: Path) -> None:
+    """Trace ``wrapped`` to an ONNX graph at ``path`` (dynamic batch axis, opset :data:`OPSET`)."""
     names = [OUTPUT_NAMES[t] for t in wrapped.tasks]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but needs no onnxscript
         torch.onnx.export(
             wrapped,
             (torch.zeros(1, 3, size, size),),
-            str(out_path),
+            str(path),
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT_NAME],
@@ -185,19 +249,6 @@ def export_onnx(
             dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
             do_constant_folding=True,
         )
-    if metrics is None:
-        metrics = {f"val_{k}": round(float(v), 5) for k, v in ckpt.get("metrics", {}).items()}
-        metrics["epoch"] = int(ckpt.get("epoch", 0))
-    meta = build_metadata(config, wrapped.tasks, metrics, version or _package_version(), test_time_flip)
-    if calibrate_interval:
-        from .calibrate import fit_interval_mass, validation_age_probs
-
-        probs, ages = validation_age_probs(checkpoint)
-        meta = replace(meta, interval_mass=fit_interval_mass(probs, ages, meta.age_min, meta.interval_coverage))
-    write_metadata(out_path, meta.to_props())
-    if int8:
-        quantize_int8(out_path, out_path)
-    return out_path
 
 
 DEFAULT_INT8_OPS: tuple[str, ...] = ("MatMul", "Gemm")
