@@ -177,3 +177,39 @@ def test_real_preprocessing_on_a_few_shared_images(tmp_path: Path) -> None:
     assert not np.isnan(c.labels["age"][utk]).any() and (c.labels["attributes"][utk] == -1).all()
     assert (c.labels["attributes"][~utk] >= 0).all() and (c.labels["race"][~utk] == -1).all()
     assert (c.labels["det_score"] >= 0.6).all()
+
+
+def _utk_folder(root: Path, names: list[str]) -> Path:
+    folder = root / "UTKFace"
+    folder.mkdir(parents=True)
+    for name in names:
+        Image.new("RGB", (32, 32)).save(folder / name)
+    return root
+
+
+def test_collect_records_expands_environment_variables_in_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facelens.train.cache import collect_records
+
+    _utk_folder(tmp_path / "data" / "utk", ["25_0_0_20170116174525125.jpg.chip.jpg"])
+    monkeypatch.setenv("FACELENS_TEST_DATA", str(tmp_path / "data"))
+    spec = DatasetSpec("utkface", "$FACELENS_TEST_DATA/utk")
+    records, sources = collect_records(TrainConfig(data=DataConfig(datasets=(spec,))))
+    assert len(records) == 1 and sources["utkface"]["root"] == str((tmp_path / "data" / "utk").resolve())
+
+
+def test_a_source_that_yields_no_samples_is_an_error_naming_it(tmp_path: Path) -> None:
+    from facelens.train.cache import collect_records
+    from facelens.train.config import ConfigError
+
+    good = _utk_folder(tmp_path / "utk", ["25_0_0_20170116174525125.jpg.chip.jpg"])
+    wrong = _utk_folder(tmp_path / "celeba", ["000001.jpg", "000002.jpg"])  # CelebA names: no UTKFace sample
+    specs = (DatasetSpec("utkface", str(good)), DatasetSpec("utkface", str(wrong), id="second"))
+    with pytest.raises(ConfigError) as err:
+        build_cache(TrainConfig(data=DataConfig(datasets=specs, cache_dir=str(tmp_path / "cache"))), progress=False)
+    message = str(err.value)
+    assert message.startswith(f"data source 'second' (utkface reader, root {wrong}) yielded no samples: the reader")
+    assert "skipped 2 entries, e.g. " in message and "000001.jpg: expected 4 underscore-separated fields" in message
+    assert not (tmp_path / "cache").exists()
+    assert len(collect_records(TrainConfig(data=DataConfig(datasets=specs[:1])))[0]) == 1

@@ -149,3 +149,48 @@ def test_config_refuses_input_channels_the_engine_cannot_feed(
         five.validate()
     three = dataclasses.replace(config, model=dataclasses.replace(config.model, options={"in_channels": 3}))
     assert three.validate() is three
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.device=gpu", "train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not 'gpu'"),
+        ("train.device=cuda:x", "train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not 'cuda:x'"),
+        ("model.dropout=1.5", "model.dropout must be in [0, 1), got 1.5"),
+        ("optim.lr=-1", "optim.lr must be > 0, got -1.0"),
+        ("optim.lr=.nan", "optim.lr must be > 0, got nan"),
+        ("train.val_batch_size=0", "train.val_batch_size must be >= 1, got 0"),
+        ("train.num_workers=-1", "train.num_workers must be >= 0, got -1"),
+        ("train.num_threads=-2", "train.num_threads must be >= 0 (0 = one per CPU core), got -2"),
+        ("train.patience=-1", "train.patience must be >= 0 (0 = off), got -1"),
+        ("augment.flip=2", "augment.flip must be in [0, 1], got 2.0"),
+        ("data.val_fraction=-0.05", "data.val_fraction must be in (0, 1) (every epoch validates on 'val' rows), got"),
+        ("data.val_fraction=0", "data.val_fraction must be in (0, 1) (every epoch validates on 'val' rows), got 0.0"),
+        ("data.test_fraction=-0.1", "data.test_fraction must be in [0, 1), got -0.1"),
+        ("data.datasets=[{name: utkface, root: x, max_samples: -5}]", "data.datasets[0].max_samples must be >= 1 or"),
+        ("data.datasets=[{name: utkface, root: x, max_samples: 0}]", "max_samples must be >= 1 or null (all), got 0"),
+    ],
+)
+def test_out_of_range_values_are_one_line_errors(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, MINIMAL), [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_device_names_are_checked_for_form_only(tmp_path: Path, device: str) -> None:
+    # whether the machine has the device is checked when training starts: a checkpoint's config loads anywhere
+    assert load_config(write(tmp_path, MINIMAL), [f"train.device={device}"]).train.device == device
+
+
+def test_float_fields_accept_numbers_yaml_reads_as_strings(tmp_path: Path) -> None:
+    text = MINIMAL.replace("lr: 0.01", "lr: 3e-4\n  weight_decay: 1E-2\n  loss_weights: {age: 5e-1}")
+    config = load_config(write(tmp_path, text), ["optim.min_lr_ratio=1e-3", "augment.rotate=+1e1"])
+    assert config.optim.lr == 3e-4 and config.optim.weight_decay == 0.01 and config.optim.loss_weights["age"] == 0.5
+    assert config.optim.min_lr_ratio == 1e-3 and config.augment.rotate == 10.0
+    assert load_config(save_config(config, tmp_path / "out.yaml")) == config
+    for bad in ("fast", "1e-3x", "inf", "nan"):
+        with pytest.raises(ConfigError, match=f"optim.lr: expected a number, got str '{bad}'"):
+            load_config(write(tmp_path, MINIMAL), [f"optim.lr={bad}"])
+    with pytest.raises(ConfigError, match="optim.epochs: expected an integer, got str '1e1'"):
+        load_config(write(tmp_path, MINIMAL), ["optim.epochs=1e1"])

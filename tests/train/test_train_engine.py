@@ -352,3 +352,111 @@ def test_ema_weights_are_validated_saved_and_resumed(
     plain = _with(config, tmp_path / "run", optim={"epochs": 4, "ema_decay": 0.0})
     with pytest.raises(ConfigError, match=r"trained with a weight average \(optim.ema_decay=0.5\)"):
         train(plain, resume=True, progress=False, cache=tiny_cache)
+
+
+def test_a_fresh_run_refuses_a_folder_that_holds_a_run_unless_overwrite(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "lenet5"})
+    train(config, progress=False, cache=tiny_cache)
+    before = (tmp_path / "run" / "best.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"run already holds a training run \(last.pt, best.pt\): continue it with"):
+        train(config, progress=False, cache=tiny_cache)
+    assert (tmp_path / "run" / "best.pt").read_bytes() == before
+    (tmp_path / "run" / "last.pt").unlink()
+    with pytest.raises(ConfigError, match="holds best.pt but no last.pt to resume from"):
+        train(config, resume=True, progress=False, cache=tiny_cache)
+    reseeded = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=3))
+    result = train(reseeded, progress=False, cache=tiny_cache, overwrite=True)
+    assert result.last_checkpoint.is_file() and (tmp_path / "run" / "best.pt").read_bytes() != before
+
+
+def test_resume_accepts_only_run_settings_and_names_every_other_change(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "lenet5"})
+    train(config, progress=False, cache=tiny_cache)
+    other = _with(config, tmp_path / "run", model={"arch": "custom_cnn", "dropout": 0.3}, optim={"epochs": 2})
+    with pytest.raises(ConfigError) as err:
+        train(other, resume=True, progress=False, cache=tiny_cache)
+    message = str(err.value)
+    assert "model.arch: 'lenet5' -> 'custom_cnn'; model.dropout: 0.1 -> 0.3)" in message and "\n" not in message
+    assert "optim.epochs" not in message.split("):")[0]  # epochs may change
+    with pytest.raises(ConfigError, match=r"optim.lr: 0.001 -> 0.01\)"):
+        train(_with(config, tmp_path / "run", optim={"lr": 0.01, "epochs": 2}), resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"another recipe \(len\(data.datasets\): 2 -> 1\): only how long"):
+        one = dataclasses.replace(config.data, datasets=config.data.datasets[:1])
+        train(dataclasses.replace(config, data=one), resume=True, progress=False)
+    assert not (tmp_path / "cache").exists()  # refused before a cache is built
+    run_settings = {"patience": 3, "max_minutes": 30.0, "num_threads": 1, "val_batch_size": 4}
+    allowed = _with(
+        make_config(tmp_path, **run_settings), tmp_path / "run", model={"arch": "lenet5"}, optim={"epochs": 2}
+    )
+    assert train(allowed, resume=True, progress=False, cache=tiny_cache).epochs_run == 2
+
+
+def test_a_smoke_checkpoint_cannot_be_resumed_as_a_full_run(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "lenet5"})  # fast_dev_run=2
+    train(config, progress=False, cache=tiny_cache)
+    full = _with(make_config(tmp_path, fast_dev_run=0), tmp_path / "run", model={"arch": "lenet5"}, optim={"epochs": 2})
+    with pytest.raises(ConfigError, match=r"run/last.pt is a smoke run \(train.fast_dev_run=2: that many batches"):
+        train(full, resume=True, progress=False, cache=tiny_cache)
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_a_one_line_error(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "lenet5"})
+    last = train(config, progress=False, cache=tiny_cache).last_checkpoint
+    ckpt = torch.load(last, weights_only=False)
+    ckpt["model"]["heads.race.1.weight"] = torch.zeros(5, 3)  # e.g. the network's code changed since
+    torch.save(ckpt, last)
+    longer = _with(config, tmp_path / "run", optim={"epochs": 2})
+    pattern = r"last.pt: its saved network does not fit this recipe's network \(Error\(s\) in loading state_dict"
+    with pytest.raises(ModelError, match=pattern) as err:
+        train(longer, resume=True, progress=False, cache=tiny_cache)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match=pattern):
+        load_checkpoint(last)
+
+
+@pytest.mark.parametrize("kind", ["random", "onnx", "state_dict", "missing"])
+def test_load_checkpoint_refuses_files_that_are_not_training_checkpoints(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.pt"
+    if kind == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "onnx":
+        path.write_bytes(b"\x08\x07\x12\x07pytorch\x1a\x032.0" + bytes(100))
+    elif kind == "state_dict":
+        torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    expected = "no such checkpoint file" if kind == "missing" else "is not a facelens training checkpoint"
+    with pytest.raises(ModelError, match=expected):
+        load_checkpoint(path)
+
+
+def test_a_cache_without_validation_rows_is_refused_before_training(
+    tmp_path: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    from conftest import make_tiny_cache
+
+    cache = make_tiny_cache(tmp_path / "noval")
+    labels = dict(np.load(cache / "labels.npz"))
+    labels["split"] = np.where(labels["split"] == "val", "train", labels["split"])
+    np.savez(cache / "labels.npz", **labels)
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "lenet5"})
+    with pytest.raises(ConfigError, match="has no validation rows: the loop picks best.pt and early-stops on them"):
+        train(config, progress=False, cache=cache)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_require_sources_refuses_a_cache_without_rows_of_a_weighted_source(
+    tmp_path: Path, tiny_cache: Path, make_config: Callable[..., TrainConfig]
+) -> None:
+    config = _with(make_config(tmp_path), tmp_path / "run", model={"arch": "lenet5"})
+    extra = dataclasses.replace(config.data.datasets[1], id="missing")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, datasets=(*config.data.datasets, extra)))
+    with pytest.raises(ConfigError, match=r"no training samples for the source\(s\) \['missing'\] \(weight > 0\)"):
+        train(config, progress=False, cache=tiny_cache, require_sources=True)
+    assert train(config, progress=False, cache=tiny_cache).epochs_run == 1  # a view may lack a source's rows

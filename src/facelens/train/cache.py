@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import time
 import zlib
@@ -42,7 +43,7 @@ import numpy as np
 from ..align import TEMPLATES, Template, align_face
 from ..errors import FaceLensError
 from ..labels import CELEBA_ATTRIBUTES
-from .config import TrainConfig, config_to_dict
+from .config import ConfigError, TrainConfig, config_to_dict
 
 CACHE_VERSION = 1
 N_ATTRIBUTES = len(CELEBA_ATTRIBUTES)
@@ -164,9 +165,15 @@ def to_records(source: str, samples: Any, val_fraction: float, test_fraction: fl
 def collect_records(config: TrainConfig) -> tuple[list[SampleRecord], dict[str, dict[str, Any]]]:
     """Load every configured dataset through :func:`facelens.data.create_dataset` and build the records.
 
+    Dataset roots have ``$VARS`` and ``~`` expanded.
+
     Returns:
         The records of all sources in order, and per source a summary (reader, root, options, samples, entries
         the reader skipped).
+
+    Raises:
+        ConfigError: If a source yields no sample (e.g. its root holds another dataset), naming its id, its root and
+            what its reader skipped.
 
     """
     from .. import data as data_pkg
@@ -174,8 +181,14 @@ def collect_records(config: TrainConfig) -> tuple[list[SampleRecord], dict[str, 
     records: list[SampleRecord] = []
     sources: dict[str, dict[str, Any]] = {}
     for spec in config.data.datasets:
-        root = Path(spec.root).expanduser()
+        root = Path(os.path.expandvars(spec.root)).expanduser()
         index = data_pkg.create_dataset(spec.name, root, **spec.options).load()
+        if not index.samples:
+            example = f", e.g. {index.skipped[0].path_or_line}: {index.skipped[0].reason}" if index.skipped else ""
+            raise ConfigError(
+                f"data source {spec.key!r} ({spec.name} reader, root {root}) yielded no samples: the reader skipped "
+                f"{len(index.skipped)} entries{example}; check its root and options"
+            )
         keep = np.arange(len(index.samples))
         if spec.max_samples is not None and spec.max_samples < len(keep):
             rng = np.random.default_rng([config.data.seed, zlib.crc32(spec.key.encode()), 1])

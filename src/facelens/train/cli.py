@@ -2,7 +2,8 @@
 
 Subcommands (each an ``add_*_arguments(parser)`` / ``run_*(args) -> int`` pair taking an argparse namespace)::
 
-    facelens train --config recipes/NAME.yaml [--resume] [--out DIR] [--set key=value ...] [--fast-dev-run]
+    facelens train --config recipes/NAME.yaml [--resume | --overwrite] [--out DIR] [--set key=value ...]
+                   [--fast-dev-run] [--cache DIR]
     facelens preprocess --config recipes/NAME.yaml [--set key=value ...] [--force]
     facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip] [--calibrate-interval]
                     [--model-version V]
@@ -19,8 +20,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from ..errors import FaceLensError
+
+FAST_DEV_RUN_DIR = "fast-dev-run"
+"""Sub-folder of the output folder that ``facelens train --fast-dev-run`` writes to (a smoke run never touches the
+run in the output folder itself; it replaces an earlier smoke run in the sub-folder)."""
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, example: str = "recipes/mtl_mobilenetv2.yaml") -> None:
@@ -37,18 +44,33 @@ def _add_config_arguments(parser: argparse.ArgumentParser, example: str = "recip
 
 
 def _add_run_arguments(
-    parser: argparse.ArgumentParser, smoke: str, example: str = "recipes/mtl_mobilenetv2.yaml"
+    parser: argparse.ArgumentParser,
+    smoke: str,
+    example: str = "recipes/mtl_mobilenetv2.yaml",
+    resume: str = "continue from OUT/last.pt if it exists",
 ) -> None:
-    """The recipe arguments plus ``--resume``, ``--out`` and ``--fast-dev-run`` (described by ``smoke``)."""
+    """The recipe arguments plus ``--resume`` (help: ``resume``), ``--out`` and ``--fast-dev-run`` (help: ``smoke``)."""
     _add_config_arguments(parser, example)
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    parser.add_argument("--resume", action="store_true", help=resume)
     parser.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
     parser.add_argument("--fast-dev-run", action="store_true", help=f"smoke run: {smoke}")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens train``."""
-    _add_run_arguments(parser, "1 epoch of 2 training and 2 validation batches")
+    _add_run_arguments(
+        parser,
+        f"1 epoch of 2 training and 2 validation batches, written to OUT/{FAST_DEV_RUN_DIR}/ (replacing an earlier "
+        "smoke run there; the run in OUT itself is never touched)",
+        resume="continue the run in OUT from its last.pt (if there is one) with the same recipe: only how long and "
+        "where it runs may change (optim.epochs, train.max_minutes, train.patience, train.device, threads, workers...)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if OUT already holds a run (last.pt or best.pt), replacing it; without --overwrite "
+        "or --resume such a folder is refused",
+    )
     parser.add_argument(
         "--cache",
         default=None,
@@ -102,13 +124,17 @@ def _load(args: argparse.Namespace, extra: Sequence[str] = ()):  # noqa: ANN202 
     return load_config(args.config, [*args.overrides, *extra])
 
 
-def _fail(exc: Exception) -> int:
+def _fail(exc: Exception | str) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return 2
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``facelens train``; returns the process exit code."""
+    if args.resume and args.overwrite:
+        return _fail("--resume continues the run in OUT and --overwrite replaces it: give one of them")
+    if args.resume and args.fast_dev_run:
+        return _fail(f"--fast-dev-run starts a fresh smoke run in OUT/{FAST_DEV_RUN_DIR}; it cannot be resumed")
     extra = []
     if args.out:
         extra.append(f"train.out_dir={args.out}")
@@ -116,10 +142,14 @@ def run_train(args: argparse.Namespace) -> int:
         extra += ["train.fast_dev_run=2", "optim.epochs=1"]
     try:
         config = _load(args, extra)
+        if args.fast_dev_run:
+            smoke_dir = str(Path(config.train.out_dir) / FAST_DEV_RUN_DIR)
+            config = replace(config, train=replace(config.train, out_dir=smoke_dir))
         from .engine import evaluate_checkpoint, train
 
         progress = not args.no_progress
-        result = train(config, resume=args.resume, progress=progress, cache=args.cache)
+        overwrite = args.overwrite or args.fast_dev_run  # the smoke sub-folder holds nothing but smoke runs
+        result = train(config, args.resume, progress, args.cache, overwrite=overwrite, require_sources=True)
         summary = {
             "best_checkpoint": str(result.best_checkpoint),
             "best_epoch": result.best_epoch,

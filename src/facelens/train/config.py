@@ -13,6 +13,7 @@ This module needs PyYAML but not torch.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -45,20 +46,47 @@ class ConfigError(FaceLensError):
     code = "config_error"
 
 
+def _in(rule: str, default: Any, note: str = "") -> Any:
+    """A field whose value :meth:`TrainConfig.validate` checks: ``rule`` is ``">= 1"``, ``"> 0"``, ``"in [0, 1)"``..."""
+    return field(default=default, metadata={"range": rule, "note": note})
+
+
+def _holds(value: float, rule: str) -> bool:
+    """Whether ``value`` satisfies a rule of :func:`_in` (NaN satisfies none)."""
+    op, _, bound = rule.partition(" ")
+    if op in (">=", ">"):
+        return value >= float(bound) if op == ">=" else value > float(bound)
+    lo, hi = (float(x) for x in bound[1:-1].split(","))
+    return (lo <= value if bound[0] == "[" else lo < value) and (value <= hi if bound[-1] == "]" else value < hi)
+
+
+def _ranged(node: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any, str, str]]:
+    """``(dotted key, value, rule, note)`` of every field declared with :func:`_in` and set (not None), in order."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _ranged(value, f"{prefix}{f.name}.")
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                yield from _ranged(item, f"{prefix}{f.name}[{i}].")
+        elif "range" in f.metadata and value is not None:
+            yield f"{prefix}{f.name}", value, f.metadata["range"], f.metadata["note"]
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One dataset reader to draw samples from.
 
     Attributes:
         name: Registry name of the reader in :mod:`facelens.data` (``"utkface"``, ``"celeba"``...).
-        root: Dataset root folder. ``~`` and ``$VARS`` are expanded; a relative path is taken from the current
-            working directory (run from the repository root).
+        root: Dataset root folder. ``~`` and ``$VARS`` (``${VARS}``) are expanded; a relative path is
+            taken from the current working directory (run from the repository root).
         options: Keyword options for the reader (e.g. ``{"images": "face_crops"}`` for CelebA).
         id: Unique label of this source in the cache and in batch mixing; defaults to ``name``. Needed when
             the same reader is used twice with different options.
         weight: Share of every training batch drawn from this source (weights are normalised over sources).
-        max_samples: Use at most this many samples (a seeded random subset, kept in reader order); ``None``
-            uses all.
+        max_samples: Use at most this many samples (a seeded random subset, kept in reader order), at least 1;
+            ``None`` uses all.
 
     """
 
@@ -67,7 +95,7 @@ class DatasetSpec:
     options: dict[str, Any] = field(default_factory=dict)
     id: str = ""
     weight: float = 1.0
-    max_samples: int | None = None
+    max_samples: int | None = _in(">= 1", None, " or null (all)")
 
     @property
     def key(self) -> str:
@@ -81,7 +109,8 @@ class DataConfig:
 
     Attributes:
         datasets: The sources.
-        val_fraction: For sources without an official split (UTKFace): seeded random share put in ``"val"``.
+        val_fraction: For sources without an official split (UTKFace): seeded random share put in ``"val"``; more
+            than 0, since every epoch is validated (``best.pt`` and early stopping follow the validation metrics).
         test_fraction: Likewise for ``"test"`` (held out for the final report; never used in training).
         seed: Seed of that random split (independent of the training seed, so splits stay fixed across runs).
         cache_dir: Folder of the preprocessed caches (one sub-folder per cache key).
@@ -89,8 +118,8 @@ class DataConfig:
     """
 
     datasets: tuple[DatasetSpec, ...] = ()
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    val_fraction: float = _in("in (0, 1)", 0.1, " (every epoch validates on 'val' rows)")
+    test_fraction: float = _in("in [0, 1)", 0.1)
     seed: int = 0
     cache_dir: str = "cache"
 
@@ -109,14 +138,14 @@ class PreprocessConfig:
 
     """
 
-    size: int = 112
+    size: int = _in(">= 1", 112)
     template: str = "facelens-loose-v1"
     detector: str = "yunet"
     detector_options: dict[str, Any] = field(
         default_factory=lambda: {"pad": "auto", "max_side": 640, "score_threshold": 0.6}
     )
-    workers: int = 2
-    chunk_size: int = 64
+    workers: int = _in(">= 0", 2)
+    chunk_size: int = _in(">= 1", 64)
 
 
 @dataclass(frozen=True)
@@ -145,10 +174,10 @@ class ModelConfig:
 
     arch: str = "mobilenet_v2"
     pretrained: bool = True
-    input_size: int = 112
-    dropout: float = 0.2
+    input_size: int = _in(">= 1", 112)
+    dropout: float = _in("in [0, 1)", 0.2)
     options: dict[str, Any] = field(default_factory=dict)
-    frozen_blocks: int = 0
+    frozen_blocks: int = _in(">= 0", 0)
 
 
 @dataclass(frozen=True)
@@ -178,22 +207,22 @@ class OptimConfig:
 
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 64
-    epochs: int = 10
+    lr: float = _in("> 0", 1e-3)
+    weight_decay: float = _in(">= 0", 0.01)
+    batch_size: int = _in(">= 1", 64)
+    epochs: int = _in(">= 1", 10)
     schedule: str = "cosine"
-    warmup_epochs: float = 0.5
-    min_lr_ratio: float = 0.01
-    label_smoothing: float = 0.1
+    warmup_epochs: float = _in(">= 0", 0.5)
+    min_lr_ratio: float = _in("in [0, 1]", 0.01)
+    label_smoothing: float = _in("in [0, 1)", 0.1)
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"age": 1.0, "gender": 1.0, "race": 1.0, "attributes": 1.0}
     )
-    age_sigma: float = 2.0
-    age_l1_weight: float = 0.1
-    grad_clip: float = 5.0
+    age_sigma: float = _in("> 0", 2.0)
+    age_l1_weight: float = _in(">= 0", 0.1)
+    grad_clip: float = _in(">= 0", 5.0, " (0 = off)")
     balance_classes: tuple[str, ...] = ()
-    ema_decay: float = 0.0
+    ema_decay: float = _in("in [0, 1)", 0.0, " (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -210,12 +239,12 @@ class AugmentConfig:
 
     """
 
-    flip: float = 0.5
-    scale: float = 0.1
-    rotate: float = 10.0
-    shift: float = 0.05
-    brightness: float = 0.2
-    contrast: float = 0.2
+    flip: float = _in("in [0, 1]", 0.5)
+    scale: float = _in("in [0, 1)", 0.1)
+    rotate: float = _in(">= 0", 10.0)
+    shift: float = _in(">= 0", 0.05)
+    brightness: float = _in("in [0, 1]", 0.2)
+    contrast: float = _in("in [0, 1]", 0.2)
 
 
 @dataclass(frozen=True)
@@ -223,7 +252,8 @@ class LoopConfig:
     """The training loop.
 
     Attributes:
-        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; whether
+            the machine has it is checked when training starts (a checkpoint's config loads anywhere).
         seed: Seed of model initialisation, batch order and augmentation.
         patience: Stop after this many epochs without a better validation score (0 disables).
         num_workers: DataLoader worker processes for batch assembly (0: in the training process).
@@ -255,17 +285,17 @@ class LoopConfig:
 
     device: str = "auto"
     seed: int = 0
-    patience: int = 4
-    num_workers: int = 0
-    num_threads: int = 0
+    patience: int = _in(">= 0", 4, " (0 = off)")
+    num_workers: int = _in(">= 0", 0)
+    num_threads: int = _in(">= 0", 0, " (0 = one per CPU core)")
     out_dir: str = "runs/facelens"
-    max_minutes: float = 0.0
+    max_minutes: float = _in(">= 0", 0.0, " (0 = no budget)")
     fit_to_budget: bool = True
-    fast_dev_run: int = 0
-    val_batch_size: int = 256
+    fast_dev_run: int = _in(">= 0", 0, " (0 = off)")
+    val_batch_size: int = _in(">= 1", 256)
     channels_last: bool = True
     precision: str = "fp32"
-    log_every: int = 10
+    log_every: int = _in(">= 1", 10)
     monitor: str = "score"
 
 
@@ -300,6 +330,13 @@ class TrainConfig:
             raise ConfigError("data.datasets: weights must be >= 0 and not all zero")
         if not 0 <= self.data.val_fraction + self.data.test_fraction < 1:
             raise ConfigError("data.val_fraction + data.test_fraction must be in [0, 1)")
+        for key, value, rule, note in _ranged(self):
+            if not _holds(value, rule):
+                raise ConfigError(f"{key} must be {rule}{note}, got {value!r}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.train.device):
+            raise ConfigError(
+                f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.train.device!r}"
+            )
         if self.optim.schedule not in ("cosine", "onecycle"):
             raise ConfigError(f"optim.schedule must be 'cosine' or 'onecycle', not {self.optim.schedule!r}")
         unknown = sorted(set(self.optim.loss_weights) - set(TASK_NAMES))
@@ -315,27 +352,14 @@ class TrainConfig:
             raise ConfigError(
                 f"optim.balance_classes: only 'gender' and 'race', got {list(self.optim.balance_classes)}"
             )
-        for name, value in (
-            ("preprocess.size", self.preprocess.size),
-            ("model.input_size", self.model.input_size),
-            ("optim.batch_size", self.optim.batch_size),
-            ("optim.epochs", self.optim.epochs),
-        ):
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
         self._check_detector()
-        if not 0.0 <= self.optim.ema_decay < 1.0:
-            raise ConfigError(f"optim.ema_decay must be in [0, 1) (0 = off), got {self.optim.ema_decay}")
         if self.train.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {list(PRECISIONS)}, not {self.train.precision!r}")
         self._check_monitor()
-        if self.model.frozen_blocks < 0:
-            raise ConfigError(f"model.frozen_blocks must be >= 0, got {self.model.frozen_blocks}")
         return self
 
     def _check_detector(self) -> None:
         from ..detect import check_detector_options
-        from ..errors import FaceLensError
 
         try:
             check_detector_options(self.preprocess.detector, self.preprocess.detector_options)
@@ -377,6 +401,9 @@ _SCALARS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
 }
 """Scalar annotation -> (what the error message expects, the check a YAML value must pass)."""
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+"""A decimal number written as a string; float fields accept it (YAML 1.1 reads ``1e-3`` as a string)."""
+
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (converting lists to tuples, ints to floats)."""
@@ -412,6 +439,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return {str(k): (v if val_tp is Any else _coerce(v, val_tp, f"{where}.{k}")) for k, v in value.items()}
     if tp is Any:
         return value
+    if tp is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)  # PyYAML (YAML 1.1) reads 3e-4 and 1e-3, without a dot, as strings
     if tp in _SCALARS:
         expected, accepts = _SCALARS[tp]
         if not accepts(value):

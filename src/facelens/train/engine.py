@@ -11,6 +11,9 @@ schedule, validating after every epoch. Output folder (``train.out_dir``):
   :class:`~facelens.train.losses.MetricAccumulator`).
 - ``history.jsonl``: one line of training and validation metrics per epoch.
 
+A fresh run refuses a folder that already holds ``last.pt`` or ``best.pt`` (``overwrite=True`` replaces them,
+``resume=True`` continues them with the same recipe; see :mod:`facelens.train.checkpoint`).
+
 Hooks: ``on_epoch_end(epoch, metrics)`` is called after every epoch has been saved (``metrics`` is that epoch's
 ``history.jsonl`` record without ``epoch``), and stops training when it returns True (for pruning, live
 tracking...); ``init_from`` starts a fresh run from another checkpoint's weights (transfer fine-tuning).
@@ -37,19 +40,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError
 from .batches import CacheBatches, augment_batch, mixed_batches, prepare_batch
 from .cache import build_cache, open_cache
-from .config import LOWER_IS_BETTER, ConfigError, TrainConfig, config_from_dict, config_to_dict, save_config
+from .checkpoint import (
+    build_model,
+    check_out_dir,
+    check_resumable,
+    init_weights,
+    load_checkpoint,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from .config import LOWER_IS_BETTER, ConfigError, TrainConfig, config_to_dict, save_config
 from .ema import WeightEMA
 from .losses import MetricAccumulator, balanced_class_weights, multitask_loss
-from .models import (
-    TASK_OUTPUTS,
-    MultiTaskNet,
-    check_arch_options,
-    create_model,
-    freeze_blocks,
-)
+from .models import TASK_OUTPUTS, check_arch_options
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 """``on_epoch_end(epoch, metrics)`` of :func:`train`: the 1-based epoch and its ``history.jsonl`` record (training
@@ -87,18 +93,35 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`.
+
+    Raises:
+        ConfigError: If ``name`` is not a device, or names a CUDA device (or MPS) this machine does not have.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"train.device: {name!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r}, but CUDA is not available on this machine: use 'auto' or 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device={name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name!r}, but MPS is not available on this machine: use 'auto' or 'cpu'")
+    return device
 
 
 def prepare_run(device: str, num_threads: int, out_dir: str) -> tuple[torch.device, Path]:
-    """Resolve the device, set the torch thread count and create the output folder of a training run."""
+    """Resolve the device (before anything is created), set the torch thread count, create the output folder."""
+    resolved = resolve_device(device)
     configure_threads(num_threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return resolve_device(device), out
+    return resolved, out
 
 
 def configure_threads(num_threads: int) -> int:
@@ -174,65 +197,6 @@ def fit_epochs_to_budget(
         return planned
     fit = int((budget - reserve - elapsed) // epoch_seconds)
     return max(done, min(planned, done + fit))
-
-
-# --- checkpoints --------------------------------------------------------------------------------------------
-
-
-def build_model(config: TrainConfig, pretrained: bool | None = None) -> MultiTaskNet:
-    """The network a config describes: ``model.arch`` with its ``options``, ``dropout`` and ``frozen_blocks``.
-
-    Args:
-        config: The training config.
-        pretrained: Overrides ``model.pretrained`` (False when rebuilding a checkpoint: its weights follow).
-
-    """
-    m = config.model
-    pretrained = m.pretrained if pretrained is None else pretrained
-    model = create_model(m.arch, pretrained=pretrained, dropout=m.dropout, options=m.options)
-    freeze_blocks(model, m.frozen_blocks)
-    return model
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiTaskNet, TrainConfig, dict]:
-    """Rebuild the network of a checkpoint (without downloading or reading ImageNet weights).
-
-    Returns:
-        The model in eval mode, its training config, and the raw checkpoint dict.
-
-    """
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    config = config_from_dict(ckpt["config"])
-    model = build_model(config, pretrained=False)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), config, ckpt
-
-
-def init_weights(model: MultiTaskNet, checkpoint: str | Path) -> int:
-    """Copy into ``model`` every weight of a checkpoint whose name and shape match (transfer initialisation).
-
-    Weights the checkpoint lacks or holds with another shape (e.g. a head of another width) keep their values.
-
-    Returns:
-        The number of tensors copied.
-
-    Raises:
-        ModelError: If no backbone weight matches (another architecture: only head biases could match).
-
-    """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not any(k.startswith("backbone.") for k in usable):
-        raise ModelError(f"{checkpoint}: no backbone weight of this checkpoint matches the network to initialise")
-    model.load_state_dict(usable, strict=False)
-    return len(usable)
-
-
-def _save(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
 
 
 # --- loops --------------------------------------------------------------------------------------------------
@@ -343,6 +307,44 @@ def monitored(metrics: dict[str, float], monitor: str) -> float:
     return -value if name.rpartition(".")[2] in LOWER_IS_BETTER else value
 
 
+def check_rows(
+    cache: Path,
+    labels: dict[str, np.ndarray],
+    train_rows: dict[str, np.ndarray],
+    weights: dict[str, float],
+    n_val: int,
+    every_source: bool,
+) -> None:
+    """Refuse a cache the config cannot train on before training starts.
+
+    Args:
+        cache: The cache folder (for messages).
+        labels: Its labels.
+        train_rows: Source id -> its training rows.
+        weights: Source id -> batch weight.
+        n_val: Number of validation rows.
+        every_source: Require training rows for every source with weight > 0 (else for one at least).
+
+    Raises:
+        ConfigError: If no source (or, with ``every_source``, some source) with weight > 0 has training rows, or the
+            cache has no validation rows (``best.pt`` and early stopping follow the validation metrics).
+
+    """
+    empty = [key for key, rows in train_rows.items() if weights[key] > 0 and len(rows) == 0]
+    held = dict(zip(*np.unique(labels["dataset"][labels["split"] == "train"], return_counts=True), strict=True))
+    if len(empty) == sum(w > 0 for w in weights.values()) or (every_source and empty):
+        raise ConfigError(
+            f"no training samples for the source(s) {empty} (weight > 0) in the cache {cache}, which holds training "
+            f"rows of { {str(k): int(v) for k, v in held.items()} or 'no source' }: check their root, options and "
+            "max_samples, or build the cache from this recipe"
+        )
+    if n_val == 0:
+        raise ConfigError(
+            f"the cache {cache} has no validation rows: the loop picks best.pt and early-stops on them (set "
+            "data.val_fraction > 0, or use sources with a validation split)"
+        )
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -350,13 +352,17 @@ def train(
     cache: str | Path | None = None,
     on_epoch_end: EpochCallback | None = None,
     init_from: str | Path | None = None,
+    overwrite: bool = False,
+    require_sources: bool = False,
 ) -> TrainResult:
     """Train a multi-task network as the config says.
 
     Args:
         config: The resolved training config.
         resume: Continue from ``<out_dir>/last.pt`` (model, optimizer, scheduler, epoch, early-stopping
-            state); a larger ``optim.epochs`` extends the run. Without a checkpoint there, training starts afresh.
+            state); a larger ``optim.epochs`` extends the run. The config must be the one the checkpoint was
+            trained with, except for the keys of :data:`~facelens.train.checkpoint.RESUMABLE_KEYS`. Without a
+            checkpoint there, training starts afresh.
         progress: Show tqdm progress bars.
         cache: Use this finished cache folder instead of building (or finding) the one the config describes.
         on_epoch_end: Called as ``on_epoch_end(epoch, metrics)`` after each epoch's checkpoint and history line
@@ -364,14 +370,22 @@ def train(
         init_from: A checkpoint whose weights (every tensor whose name and shape match, see :func:`init_weights`)
             initialise a fresh run, with a fresh optimizer and schedule. Ignored when resuming from ``last.pt``,
             which already holds the initialised and trained weights.
+        overwrite: Start afresh even if ``out_dir`` holds the checkpoints of an earlier run (they are replaced);
+            without it (or ``resume``) such a folder is refused.
+        require_sources: Refuse a ``cache`` in which a source with weight > 0 has no training rows (as
+            ``facelens train --cache`` does). Always checked when the cache is built from the config; off by
+            default for a given cache, since an experiment's view may keep one task's rows only.
 
     Returns:
         Where the checkpoints are and how training went.
 
     Raises:
-        ConfigError: If ``model.options`` names an option the architecture does not take, or ``model.frozen_blocks``
-            asks for more blocks than the backbone has (both before any cache is built).
-        ModelError: If ``init_from`` holds no backbone weight of this network.
+        ConfigError: Before any folder or cache is made: ``model.options`` names an option the architecture does not
+            take, ``model.frozen_blocks`` asks for more blocks than the backbone has, ``train.device`` is not on
+            this machine, ``out_dir`` holds another run (see ``resume`` and ``overwrite``) or the resumed
+            checkpoint was trained with another recipe. Before training: the cache has no validation rows, or (see
+            ``require_sources``) a source has no training rows.
+        ModelError: If ``init_from`` holds no backbone weight of this network, or a checkpoint does not fit it.
 
     """
     from tqdm import tqdm
@@ -381,8 +395,12 @@ def train(
         build_model(config, pretrained=False)  # an impossible freeze fails now, not after the cache is built
     start = time.perf_counter()
     tc, oc = config.train, config.optim
-    device, out = prepare_run(tc.device, tc.num_threads, tc.out_dir)
-    last_path, best_path = out / "last.pt", out / "best.pt"
+    resolve_device(tc.device)  # a device this machine lacks fails now, not after the cache is built
+    last_path, best_path = Path(tc.out_dir) / "last.pt", Path(tc.out_dir) / "best.pt"
+    resume_from = check_out_dir(Path(tc.out_dir), resume, overwrite)
+    ckpt = read_checkpoint(resume_from) if resume_from is not None else None
+    if ckpt is not None:
+        check_resumable(ckpt, config, last_path)
 
     cache_path = Path(cache) if cache is not None else build_cache(config, progress=progress).path
     labels = open_cache(cache_path).labels
@@ -392,6 +410,8 @@ def train(
     weights = {s.key: s.weight for s in config.data.datasets}
     val_rows = np.flatnonzero(labels["split"] == "val")
     val_sources = sorted(set(labels["dataset"][val_rows].tolist()))
+    check_rows(cache_path, labels, train_rows, weights, len(val_rows), require_sources or cache is None)
+    device, out = prepare_run(tc.device, tc.num_threads, tc.out_dir)  # the data is usable: now the folder
     monitor_source = tc.monitor.rpartition(".")[0]
     if monitor_source and monitor_source not in val_sources:  # else monitored() could read another source's value
         raise ConfigError(
@@ -416,23 +436,8 @@ def train(
     scheduler = make_scheduler(optimizer, config, steps)
     first_epoch, best_score, best_epoch, bad_epochs, planned = 0, -math.inf, 0, 0, oc.epochs
     best_metrics: dict[str, float] = {}
-    if resume and last_path.is_file():
-        ckpt = torch.load(last_path, map_location=device, weights_only=False)
-        if (ckpt.get("train_model") is None) != (ema is None):
-            raise ConfigError(
-                f"{last_path} was trained {'without' if ema is not None else 'with'} a weight average "
-                f"(optim.ema_decay={ckpt['config']['optim'].get('ema_decay', 0.0)}): resume with that value"
-            )
-        model.load_state_dict(ckpt["model"] if ema is None else ckpt["train_model"])
-        if ema is not None:
-            ema.load(ckpt["model"], ckpt["ema_updates"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("monitor", "score") != tc.monitor:
-            raise ConfigError(
-                f"{last_path} picked its best epoch by train.monitor={ckpt.get('monitor', 'score')!r}, not "
-                f"{tc.monitor!r}: resume with that value, or start a fresh run"
-            )
+    if ckpt is not None:
+        restore(ckpt, last_path, model, ema, optimizer, scheduler)
         first_epoch, best_score = ckpt["epoch"], ckpt["best_score"]
         best_epoch, bad_epochs, best_metrics = ckpt["best_epoch"], ckpt["bad_epochs"], ckpt["best_metrics"]
         if ckpt["planned_epochs"] < ckpt["config"]["optim"]["epochs"]:  # shortened to fit a time budget
@@ -443,7 +448,8 @@ def train(
     else:
         if init_from is not None:
             init_weights(model, init_from)
-        (out / "history.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh history
+        for name in ("last.pt", "best.pt", "history.jsonl"):  # a fresh run (overwrite) leaves nothing of another
+            (out / name).unlink(missing_ok=True)
     save_config(config, out / "config.yaml")
 
     budget = tc.max_minutes * 60.0 if tc.max_minutes > 0 else math.inf
@@ -527,7 +533,7 @@ def train(
             "cache": str(cache_path),
             "init_from": None if init_from is None else str(init_from),
         }
-        _save(payload, last_path)
+        save_checkpoint(payload, last_path)
         epochs_run = epoch + 1
         if improved:
             shutil.copyfile(last_path, best_path)
