@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facelens.cli import main as cli_main
 from facelens.train import cache as cache_mod
-from facelens.train.cli import add_subcommands
 from facelens.train.export import read_metadata
 from facelens.types import Box, Detection, Landmarks
 
@@ -56,10 +56,7 @@ def recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="facelens")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return cli_main(argv)
 
 
 def test_preprocess_train_export(recipe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,6 +73,8 @@ def test_preprocess_train_export(recipe: Path, tmp_path: Path, capsys: pytest.Ca
 
     assert run(["export", str(out / "best.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").is_file() and "outputs age, gender, race, attributes" in capsys.readouterr().out
+    train_command = shlex.join(["facelens", *argv, "--set", "optim.lr=0.01"])  # the run's own, overrides included
+    assert read_metadata(tmp_path / "m.onnx").extra["train_command"] == train_command
 
     assert run(["export", str(out / "best.pt"), "--out", str(tmp_path / "v.onnx"), "--model-version", "7.1"]) == 0
     assert read_metadata(tmp_path / "v.onnx").version == "7.1" and " 7.1, input" in capsys.readouterr().out

@@ -202,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facelens`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what was asked for, e.g. recorded by `train`
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

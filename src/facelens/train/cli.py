@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -149,7 +150,11 @@ def run_train(args: argparse.Namespace) -> int:
 
         progress = not args.no_progress
         overwrite = args.overwrite or args.fast_dev_run  # the smoke sub-folder holds nothing but smoke runs
-        result = train(config, args.resume, progress, args.cache, overwrite=overwrite, require_sources=True)
+        argv = getattr(args, "argv", None)  # set by the entry points; export stores it as the model's train_command
+        command = shlex.join(["facelens", *argv]) if argv else None
+        result = train(
+            config, args.resume, progress, args.cache, overwrite=overwrite, require_sources=True, command=command
+        )
         summary = {
             "best_checkpoint": str(result.best_checkpoint),
             "best_epoch": result.best_epoch,
@@ -272,4 +277,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m facelens.train", description="facelens training toolkit")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return int(args.func(args))

@@ -354,6 +354,7 @@ def train(
     init_from: str | Path | None = None,
     overwrite: bool = False,
     require_sources: bool = False,
+    command: str | None = None,
 ) -> TrainResult:
     """Train a multi-task network as the config says.
 
@@ -375,6 +376,8 @@ def train(
         require_sources: Refuse a ``cache`` in which a source with weight > 0 has no training rows (as
             ``facelens train --cache`` does). Always checked when the cache is built from the config; off by
             default for a given cache, since an experiment's view may keep one task's rows only.
+        command: The command line that started the run, kept in the checkpoints (``facelens export`` stores it
+            in the model as its ``train_command``).
 
     Returns:
         Where the checkpoints are and how training went.
@@ -532,6 +535,7 @@ def train(
             "bad_epochs": bad_epochs,
             "cache": str(cache_path),
             "init_from": None if init_from is None else str(init_from),
+            "command": command,
         }
         save_checkpoint(payload, last_path)
         epochs_run = epoch + 1
