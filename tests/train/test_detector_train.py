@@ -149,6 +149,8 @@ def test_train_resume_and_use_as_backend(tmp_path: Path) -> None:
     assert [h["epoch"] for h in history] == [1] and np.isfinite(history[0]["loss"])
 
     longer = dataclasses.replace(config, optim=DetectorOptimConfig(epochs=2, batch_size=2))
+    with pytest.raises(ConfigError, match="already holds a training run"):  # a finished run is never replaced silently
+        train_detector(longer, progress=False)
     resumed = train_detector(longer, resume=True, progress=False)
     assert resumed.epochs_run == 2
     lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
@@ -197,7 +199,13 @@ def test_cli_fast_dev_run_then_eval_on_its_holdout(tmp_path: Path, capsys: pytes
     code = cli_main(["train-detector", "--config", str(recipe), "--out", str(out), "--fast-dev-run", "--no-progress"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out.split("\nevaluate with")[0])
-    assert printed["detector"] == str(out / "detector.pt") and printed["epochs"] == 1
+    smoke = out / "fast-dev-run"  # a smoke run writes to its own sub-folder, never over the run in --out
+    assert printed["detector"] == str(smoke / "detector.pt") and printed["epochs"] == 1
+    argv = ["train-detector", "--config", str(recipe), "--out", str(smoke), "--no-progress"]
+    assert cli_main([*argv, "--set", "optim.epochs=1"]) == 2  # the folder holds a run: refused, nothing replaced
+    assert "--resume" in capsys.readouterr().err and (smoke / "detector.pt").is_file()
+    assert cli_main([*argv, "--resume", "--overwrite"]) == 2
+    assert "give one of them" in capsys.readouterr().err
     assert cli_main(["train-detector", "--config", str(tmp_path / "absent.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
 

@@ -177,13 +177,14 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
 # --- run folders and resuming --------------------------------------------------------------------------------
 
 
-def check_out_dir(out: Path, resume: bool, overwrite: bool) -> Path | None:
+def check_out_dir(out: Path, resume: bool, overwrite: bool, names: tuple[str, ...] = CHECKPOINT_NAMES) -> Path | None:
     """Refuse to start a fresh run over the checkpoints of an earlier one.
 
     Args:
         out: The run folder (``train.out_dir``); not created here.
         resume: Continue the run in ``out`` from its ``last.pt``.
         overwrite: Start afresh even if ``out`` holds checkpoints (they are replaced).
+        names: The files that make a folder hold a run (the detector's: ``last.pt`` and ``detector.pt``).
 
     Returns:
         ``out/last.pt`` when the run is to be resumed from it, else None (a fresh run).
@@ -193,13 +194,13 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> Path | None:
             ``resume`` is set and ``out`` holds ``best.pt`` without the ``last.pt`` needed to continue.
 
     """
-    found = [name for name in CHECKPOINT_NAMES if (out / name).is_file()]
+    found = [name for name in names if (out / name).is_file()]
     if resume and "last.pt" in found:
         return out / "last.pt"
     if not found or overwrite:
         return None
     if resume:
-        raise ConfigError(f"{out} holds best.pt but no last.pt to resume from: replace it with --overwrite")
+        raise ConfigError(f"{out} holds {', '.join(found)} but no last.pt to resume from: replace it with --overwrite")
     raise ConfigError(
         f"{out} already holds a training run ({', '.join(found)}): continue it with --resume, replace it with "
         "--overwrite, or choose another --out"

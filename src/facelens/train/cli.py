@@ -7,7 +7,8 @@ Subcommands (each an ``add_*_arguments(parser)`` / ``run_*(args) -> int`` pair t
     facelens preprocess --config recipes/NAME.yaml [--set key=value ...] [--force]
     facelens export CHECKPOINT --out model.onnx [--int8] [--test-time-flip] [--calibrate-interval]
                     [--model-version V]
-    facelens train-detector --config recipes/detector_NAME.yaml [--resume] [--out DIR] [--set ...] [--fast-dev-run]
+    facelens train-detector --config recipes/detector_NAME.yaml [--resume | --overwrite] [--out DIR] [--set ...]
+                            [--fast-dev-run]
 
 :func:`add_subcommands` registers all four on an ``argparse`` sub-parser set. This module imports neither
 torch nor the data readers at import time, so mounting it keeps ``facelens --help`` fast. ``python -m
@@ -57,6 +58,15 @@ def _add_run_arguments(
     parser.add_argument("--fast-dev-run", action="store_true", help=f"smoke run: {smoke}")
 
 
+def _add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if OUT already holds a run (its checkpoints), replacing it; without --overwrite "
+        "or --resume such a folder is refused",
+    )
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens train``."""
     _add_run_arguments(
@@ -66,12 +76,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         resume="continue the run in OUT from its last.pt (if there is one) with the same recipe: only how long and "
         "where it runs may change (optim.epochs, train.max_minutes, train.patience, train.device, threads, workers...)",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start afresh even if OUT already holds a run (last.pt or best.pt), replacing it; without --overwrite "
-        "or --resume such a folder is refused",
-    )
+    _add_overwrite_argument(parser)
     parser.add_argument(
         "--cache",
         default=None,
@@ -116,7 +121,22 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_train_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``facelens train-detector``."""
-    _add_run_arguments(parser, "1 epoch of 2 steps, 2 held-out images", "recipes/detector_fasterrcnn_mobilenetv2.yaml")
+    _add_run_arguments(
+        parser,
+        f"1 epoch of 2 steps, 2 held-out images, written to OUT/{FAST_DEV_RUN_DIR}/ (replacing an earlier smoke run "
+        "there; the run in OUT itself is never touched)",
+        "recipes/detector_fasterrcnn_mobilenetv2.yaml",
+    )
+    _add_overwrite_argument(parser)
+
+
+def _run_flag_conflict(args: argparse.Namespace) -> str | None:
+    """Why ``--resume``, ``--overwrite`` and ``--fast-dev-run`` cannot go together, or None."""
+    if args.resume and args.overwrite:
+        return "--resume continues the run in OUT and --overwrite replaces it: give one of them"
+    if args.resume and args.fast_dev_run:
+        return f"--fast-dev-run starts a fresh smoke run in OUT/{FAST_DEV_RUN_DIR}; it cannot be resumed"
+    return None
 
 
 def _load(args: argparse.Namespace, extra: Sequence[str] = ()):  # noqa: ANN202 - TrainConfig, lazily imported
@@ -132,10 +152,8 @@ def _fail(exc: Exception | str) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``facelens train``; returns the process exit code."""
-    if args.resume and args.overwrite:
-        return _fail("--resume continues the run in OUT and --overwrite replaces it: give one of them")
-    if args.resume and args.fast_dev_run:
-        return _fail(f"--fast-dev-run starts a fresh smoke run in OUT/{FAST_DEV_RUN_DIR}; it cannot be resumed")
+    if problem := _run_flag_conflict(args):
+        return _fail(problem)
     extra = []
     if args.out:
         extra.append(f"train.out_dir={args.out}")
@@ -224,6 +242,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_train_detector(args: argparse.Namespace) -> int:
     """Run ``facelens train-detector``; returns the process exit code."""
+    if problem := _run_flag_conflict(args):
+        return _fail(problem)
     extra = [f"train.out_dir={args.out}"] if args.out else []
     if args.fast_dev_run:
         extra += ["train.fast_dev_run=2", "optim.epochs=1"]
@@ -231,7 +251,11 @@ def run_train_detector(args: argparse.Namespace) -> int:
         from .detector import load_detector_config, train_detector
 
         config = load_detector_config(args.config, [*args.overrides, *extra])
-        result = train_detector(config, resume=args.resume, progress=not args.no_progress)
+        if args.fast_dev_run:
+            smoke_dir = str(Path(config.train.out_dir) / FAST_DEV_RUN_DIR)
+            config = replace(config, train=replace(config.train, out_dir=smoke_dir))
+        overwrite = args.overwrite or args.fast_dev_run  # the smoke sub-folder holds nothing but smoke runs
+        result = train_detector(config, resume=args.resume, progress=not args.no_progress, overwrite=overwrite)
     except (FaceLensError, OSError) as exc:
         return _fail(exc)
     print(json.dumps({"detector": str(result.detector), "stopped": result.stopped, **result.metrics}, indent=2))

@@ -35,9 +35,13 @@ from torch import nn
 
 from ..errors import DatasetError, FaceLensError
 from ..io import load_image
+from .checkpoint import check_out_dir
 from .config import ConfigError, config_to_dict, from_mapping, load_dataclass, save_config
 from .engine import CosineWithWarmup, fit_epochs_to_budget, prepare_run
 from .models import ensure_imagenet_weights
+
+RUN_FILES: tuple[str, ...] = ("last.pt", "detector.pt")
+"""Files that make an output folder hold a detector run (a fresh run refuses it without ``overwrite``)."""
 
 CHECKPOINT_FORMAT = "facelens.detector/1"
 
@@ -460,6 +464,7 @@ def train_detector(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    overwrite: bool = False,
 ) -> DetectorTrainResult:
     """Train a face detector as the config says, then score it on the held-out images.
 
@@ -468,15 +473,21 @@ def train_detector(
         resume: Continue from ``<out_dir>/last.pt`` when it exists.
         progress: Show a tqdm progress bar per epoch.
         on_epoch_end: Called with the 1-based epoch and its mean training losses.
+        overwrite: Start afresh even if ``out_dir`` holds an earlier run (``last.pt`` or ``detector.pt``), whose
+            files are then replaced; without it (or ``resume``) such a folder is refused.
 
     Returns:
         Where the detector is and its held-out metrics.
+
+    Raises:
+        ConfigError: If ``out_dir`` holds an earlier run and neither ``resume`` nor ``overwrite`` is set.
 
     """
     from tqdm import tqdm
 
     start = time.perf_counter()
     tc, oc = config.train, config.optim
+    resume_from = check_out_dir(Path(tc.out_dir), resume, overwrite, RUN_FILES)
     device, out = prepare_run(tc.device, tc.num_threads, tc.out_dir)
     train_set, holdout = split_samples(load_samples(config.data), config.data.holdout_fraction, config.data.seed)
     if tc.fast_dev_run > 0:
@@ -496,15 +507,16 @@ def train_detector(
     schedule = CosineWithWarmup(min(oc.warmup_steps, total - 1), total, oc.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     last_path, first_epoch = out / "last.pt", 0
-    if resume and last_path.is_file():
-        ckpt = torch.load(last_path, map_location=device, weights_only=False)
+    if resume_from is not None:
+        ckpt = torch.load(resume_from, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         first_epoch = ckpt["epoch"]
         schedule.total = total  # the horizon follows optim.epochs on resume (load_state_dict restored it)
     else:
-        (out / "history.jsonl").unlink(missing_ok=True)
+        for name in (*RUN_FILES, "history.jsonl", "metrics.json"):  # a fresh run leaves nothing of an earlier one
+            (out / name).unlink(missing_ok=True)
 
     budget = tc.max_minutes * 60.0 if tc.max_minutes > 0 else math.inf
     stopped, epochs_run, planned = "completed", first_epoch, oc.epochs
