@@ -167,7 +167,7 @@ def load_identities(
         if len(rows) == 0 or (sources is not None and spec.key not in sources):
             continue
         try:
-            samples = data_pkg.create_dataset(spec.name, Path(spec.root).expanduser(), **spec.options).load().samples
+            samples = data_pkg.create_dataset(spec.name, spec.path, **spec.options).load().samples
         except (FaceLensError, OSError) as exc:
             warnings.warn(f"identities of {spec.key!r} unavailable ({exc}); folds ignore subjects there", stacklevel=2)
             continue

@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import multiprocessing
-import os
 import shutil
 import time
 import zlib
@@ -181,7 +180,7 @@ def collect_records(config: TrainConfig) -> tuple[list[SampleRecord], dict[str, 
     records: list[SampleRecord] = []
     sources: dict[str, dict[str, Any]] = {}
     for spec in config.data.datasets:
-        root = Path(os.path.expandvars(spec.root)).expanduser()
+        root = spec.path
         index = data_pkg.create_dataset(spec.name, root, **spec.options).load()
         if not index.samples:
             example = f", e.g. {index.skipped[0].path_or_line}: {index.skipped[0].reason}" if index.skipped else ""

@@ -13,6 +13,7 @@ This module needs PyYAML but not torch.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ class DatasetSpec:
     def key(self) -> str:
         """The source label: :attr:`id`, or :attr:`name` when no id is given."""
         return self.id or self.name
+
+    @property
+    def path(self) -> Path:
+        """:attr:`root` with ``~`` and ``$VARS`` expanded (relative paths stay relative to the working directory)."""
+        return Path(os.path.expandvars(self.root)).expanduser()
 
 
 @dataclass(frozen=True)
