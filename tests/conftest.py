@@ -262,3 +262,15 @@ def no_models_env(tmp_path: Path, no_package_models: Path, monkeypatch: pytest.M
     empty.mkdir()
     monkeypatch.setenv("FACELENS_MODEL_PATH", str(empty))
     yield empty
+
+
+@pytest.fixture()
+def symlinks(tmp_path: Path) -> tuple[Path, Path]:
+    """``loop -> loop`` and ``dangling.jpg -> gone.jpg`` in tmp_path (skips where links cannot be made)."""
+    loop, dangling = tmp_path / "loop", tmp_path / "dangling.jpg"
+    try:
+        loop.symlink_to("loop")
+        dangling.symlink_to("gone.jpg")
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links cannot be created here")
+    return loop, dangling

@@ -126,21 +126,10 @@ def test_missing_path_and_glob(capsys: pytest.CaptureFixture[str], no_models_env
     assert len(objs) == 2 and all(o["error_code"] == "unreadable_image" for o in objs)
 
 
-def _symlinks(tmp_path: Path) -> tuple[Path, Path]:
-    """``loop -> loop`` and ``dangling.jpg -> gone.jpg`` in tmp_path (skips where links cannot be made)."""
-    loop, dangling = tmp_path / "loop", tmp_path / "dangling.jpg"
-    try:
-        loop.symlink_to("loop")
-        dangling.symlink_to("gone.jpg")
-    except (OSError, NotImplementedError):
-        pytest.skip("symbolic links cannot be created here")
-    return loop, dangling
-
-
 def test_symlink_loop_and_broken_symlink_named_as_such(
-    capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], no_models_env: Path, tmp_path: Path, symlinks: tuple[Path, Path]
 ) -> None:
-    loop, dangling = _symlinks(tmp_path)
+    loop, dangling = symlinks
     code, out, err = _run(capsys, "detect", str(loop), str(dangling), str(tmp_path / "missing.jpg"))
     assert code == 1 and "3 of 3 input(s) failed" in err
     assert out.splitlines() == [
