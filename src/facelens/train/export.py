@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -89,15 +88,12 @@ def train_command(config: TrainConfig, recorded: Any = None) -> str:
 
     Args:
         config: The run's resolved config.
-        recorded: The checkpoint's ``"command"`` entry: the command line as a string, or as a list of arguments
-            (``sys.argv``; a program path ending in ``facelens`` is shortened to ``facelens``); None when the
-            checkpoint did not record it.
+        recorded: The checkpoint's ``"command"`` entry (the command line ``facelens train`` recorded); None for
+            checkpoints of older versions, or of runs started from Python.
 
     """
     if isinstance(recorded, str) and recorded.strip():
         return recorded.strip()
-    if isinstance(recorded, (list, tuple)) and recorded and all(isinstance(a, str) for a in recorded):
-        return shlex.join(["facelens", *recorded[1:]] if Path(recorded[0]).name == "facelens" else recorded)
     return f"facelens train --config recipes/{config.name}.yaml"
 
 
